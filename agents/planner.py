@@ -1,0 +1,78 @@
+"""System-2 planners: from the instruction, the camera image and the history, the next intent as text.
+
+A planner returns text, never an `Intent`: the agent parses and validates whatever comes back, so a
+planner that emits something malformed is caught the same way for every implementation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from intentloop.envs import predicates as P
+from intentloop.envs.intents import DONE, Intent
+from intentloop.envs.tasks import Task
+
+
+@dataclass(frozen=True)
+class IntentOutcome:
+    """What happened to one intent: did its own predicate hold, after how many steps, and why not."""
+
+    intent: str  # the planner's text, even when it did not parse
+    success: bool
+    steps: int
+    reason: str  # "achieved", "timeout", "episode ended", "invalid: ...", "precondition: ..."
+
+    def __str__(self) -> str:
+        return f"{self.intent} -> {'success' if self.success else 'failure'} ({self.reason}, {self.steps} steps)"
+
+
+@dataclass
+class PlannerInput:
+    instruction: str
+    image: np.ndarray | None  # (H, W, 3) uint8
+    history: list[IntentOutcome] = field(default_factory=list)
+    # Privileged: only oracles may read these.
+    obs: dict | None = None
+    task: Task | None = None
+    subgoals_done: int = 0
+
+
+@runtime_checkable
+class Planner(Protocol):
+    name: str
+
+    def reset(self) -> None: ...
+
+    def plan(self, inp: PlannerInput) -> str: ...
+
+
+class OraclePlanner:
+    """Decomposes any suite task into its intents from privileged state: the task's subgoals in order,
+    with a re-pick when a block meant to be placed is no longer in hand."""
+
+    name = "oracle"
+
+    def reset(self) -> None:
+        pass
+
+    def plan(self, inp: PlannerInput) -> str:
+        if inp.task is None or inp.obs is None:
+            raise ValueError("the oracle planner needs privileged state: PlannerInput.task and PlannerInput.obs")
+        if inp.subgoals_done >= len(inp.task.intents):
+            return str(DONE)
+        nxt = inp.task.intents[inp.subgoals_done]
+        if nxt.skill == "place" and not P.grasped(inp.obs, nxt.args[0]):
+            return str(Intent("pick", (nxt.args[0],)))
+        return str(nxt)
+
+
+PLANNERS = {"oracle": OraclePlanner}
+
+
+def make_planner(name: str) -> Planner:
+    if name not in PLANNERS:
+        raise ValueError(f"unknown planner {name!r}; available: {', '.join(PLANNERS)}")
+    return PLANNERS[name]()

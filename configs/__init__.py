@@ -1,0 +1,1 @@
+"""The Hydra config tree, shipped with the package (``pkg://intentloop.configs``)."""

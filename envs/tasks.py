@@ -1,0 +1,216 @@
+"""The task suite: CALVIN-style chains of 1 to 5 intents, their phrasings and the train / held-out split.
+
+A task is a sequence of subgoals, one intent each, built from units that make sense on a table:
+
+    put    pick(b), place(b, zone)        "put the red block in the blue zone"
+    stack  pick(b), place(b, other)       "stack the red block on the green block"
+    push   push(b, direction)             "push the red block to the left"
+    pick   pick(b)   (only as a last unit) "pick up the red block"
+
+Families: ``pick``, ``push`` (1 intent), ``put``, ``stack`` (2 intents) and ``chain`` (``chain_length``
+intents of mixed units). Units are chosen so the chain is feasible from the sampled layout (free zones,
+clear push paths, no block moved once it carries or sits on another).
+
+The split is over compositions (skill x block x target): a fixed, seeded quarter of the ``place`` and
+``push`` compositions is held out, such that every block, zone and direction still occurs in training.
+Train tasks use only train compositions; held-out tasks contain at least one held-out composition.
+Phrasings are split too: the last template of each list is kept for the "unseen phrasings" test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from intentloop.envs.intents import DIRECTIONS, Intent, parse_intent
+from intentloop.envs.predicates import PUSH_TRAVEL
+from intentloop.envs.scene import BLOCK_HALF, BLOCKS, WORKSPACE_HIGH, WORKSPACE_LOW, ZONE_HALF, ZONES, Layout
+
+FAMILIES = ("pick", "push", "put", "stack", "chain")
+SPLITS = ("train", "heldout")
+PHRASINGS = ("train", "heldout", "all")
+MAX_CHAIN = 5
+
+_BLOCK_WORDS = ("block", "cube", "box")
+_ZONE_WORDS = ("zone", "square", "area")
+_DIRECTION_WORDS = {
+    "left": ("to the left", "left", "leftwards"),
+    "right": ("to the right", "right", "rightwards"),
+    "forward": ("forward", "away from you", "towards the far edge"),
+    "backward": ("backward", "towards you", "towards the near edge"),
+}
+_TEMPLATES = {
+    "pick": ("pick up the {b}", "grab the {b}", "lift the {b}", "take hold of the {b}"),
+    "put": ("put the {b} in the {t}", "move the {b} to the {t}", "place the {b} inside the {t}", "drop the {b} into the {t}"),
+    "stack": ("stack the {b} on the {t}", "put the {b} on top of the {t}", "place the {b} onto the {t}", "set the {b} upon the {t}"),
+    "push": ("push the {b} {d}", "slide the {b} {d}", "shove the {b} {d}", "nudge the {b} {d}"),
+}
+_JOINS = {
+    2: ("{0}, then {1}", "{0} and then {1}", "first {0}, then {1}", "{0}; after that, {1}"),
+    "n": ("{head}, then {last}", "first {head}, and finally {last}", "{head}, and then {last}", "{head}; lastly, {last}"),
+}
+
+
+@dataclass(frozen=True)
+class Task:
+    family: str
+    intents: tuple[Intent, ...]  # the subgoals, in order
+    instruction: str
+    split: str
+
+    def to_dict(self) -> dict:
+        return {"family": self.family, "intents": [str(i) for i in self.intents], "instruction": self.instruction,
+                "split": self.split}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Task:
+        return cls(d["family"], tuple(parse_intent(t) for t in d["intents"]), d["instruction"], d["split"])
+
+
+def composition(intent: Intent) -> tuple[str, ...]:
+    return (intent.skill, *intent.args)
+
+
+def heldout_compositions(seed: int = 0) -> frozenset[tuple[str, ...]]:
+    """A Latin-square quarter of place-in-zone, stack and push compositions, shuffled by ``seed``."""
+    rng = np.random.default_rng(seed)
+    blocks, zones, dirs = list(rng.permutation(BLOCKS)), list(rng.permutation(ZONES)), list(rng.permutation(list(DIRECTIONS)))
+    held = set()
+    for i, b in enumerate(blocks):
+        held.add(("place", b, zones[i % len(zones)]))
+        held.add(("place", b, blocks[(i + 1) % len(blocks)]))
+        held.add(("push", b, dirs[i % len(dirs)]))
+    return frozenset(held)
+
+
+@dataclass
+class _Board:
+    """Where blocks will be as the chain unfolds, to keep every next unit feasible."""
+
+    xy: dict[str, np.ndarray]
+    zones: dict[str, np.ndarray]
+    frozen: set[str] = field(default_factory=set)
+    used_zones: set[str] = field(default_factory=set)
+
+    def movable(self) -> list[str]:
+        return [b for b in BLOCKS if b not in self.frozen]
+
+    def clear(self, point: np.ndarray, ignore: str, radius: float) -> bool:
+        return all(np.linalg.norm(point - p) >= radius for b, p in self.xy.items() if b != ignore)
+
+    def push_ok(self, block: str, direction: str) -> bool:
+        d = np.array(DIRECTIONS[direction])
+        start, end = self.xy[block], self.xy[block] + PUSH_TRAVEL * d
+        if np.any(end < WORKSPACE_LOW) or np.any(end > WORKSPACE_HIGH):
+            return False
+        if any(np.max(np.abs(end - z)) < ZONE_HALF + BLOCK_HALF for z in self.zones.values()):
+            return False
+        path = [start + t * (end + 0.03 * d - start + 0.0) for t in np.linspace(0, 1, 6)]
+        return self.clear(start - 0.06 * d, block, 0.065) and all(self.clear(p, block, 0.07) for p in path)
+
+
+class TaskSuite:
+    """Samples feasible tasks of a family for a layout, in a split, with seeded phrasings."""
+
+    def __init__(self, split: str = "train", split_seed: int = 0, phrasings: str = "train"):
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+        if phrasings not in PHRASINGS:
+            raise ValueError(f"unknown phrasings {phrasings!r}; choose one of: {', '.join(PHRASINGS)}")
+        self.split, self.phrasings = split, phrasings
+        self.heldout = heldout_compositions(split_seed)
+
+    def sample(self, rng: np.random.Generator, layout: Layout, family: str = "chain", chain_length: int = 1,
+               max_tries: int = 200) -> Task:
+        if family not in FAMILIES:
+            raise ValueError(f"unknown task {family!r}; choose one of: {', '.join(FAMILIES)}")
+        if family == "chain" and not 1 <= chain_length <= MAX_CHAIN:
+            raise ValueError(f"chain_length must be between 1 and {MAX_CHAIN}, got {chain_length}")
+        length = chain_length if family == "chain" else (1 if family in ("pick", "push") else 2)
+        for _ in range(max_tries):
+            units = self._units(rng, layout, family, length)
+            if units is None:
+                continue
+            intents = tuple(i for _, unit in units for i in unit)
+            if self.split == "heldout" and not any(composition(i) in self.heldout for i in intents):
+                continue
+            return Task(family, intents, self._instruction(rng, units), self.split)
+        raise ValueError(f"could not sample a feasible {self.split} {family!r} task of {length} intents in "
+                         f"{max_tries} tries (pick compositions are never held out)")
+
+    def _allowed(self, intent: Intent) -> bool:
+        return self.split == "heldout" or composition(intent) not in self.heldout
+
+    def _units(self, rng, layout: Layout, family: str, length: int) -> list[tuple[str, tuple[Intent, ...]]] | None:
+        board = _Board({b: layout.block_xy(b).copy() for b in BLOCKS}, {z: layout.zone_xy(z) for z in ZONES})
+        units, remaining = [], length
+        while remaining > 0:
+            kinds = {"pick": ["pick"], "push": ["push"], "put": ["put"], "stack": ["stack"]}.get(family)
+            if kinds is None:  # chain: any unit that fits in what remains; a lone pick only at the end
+                kinds = ["put", "stack", "push"] if remaining >= 2 else ["push", "pick"]
+            options = [opt for kind in kinds for opt in self._options(board, kind)]
+            if not options:
+                return None
+            kind, unit = options[rng.integers(len(options))]
+            self._apply(board, kind, unit)
+            units.append((kind, unit))
+            remaining -= len(unit)
+        return units
+
+    def _options(self, board: _Board, kind: str) -> list[tuple[str, tuple[Intent, ...]]]:
+        out = []
+        for b in board.movable():
+            if kind == "pick":
+                units = [(Intent("pick", (b,)),)]
+            elif kind == "push":
+                units = [(Intent("push", (b, d)),) for d in DIRECTIONS if board.push_ok(b, d)]
+            elif kind == "put":
+                units = [(Intent("pick", (b,)), Intent("place", (b, z))) for z in ZONES if z not in board.used_zones
+                         and board.clear(board.zones[z], b, ZONE_HALF + 2 * BLOCK_HALF)]
+            else:  # stack
+                units = [(Intent("pick", (b,)), Intent("place", (b, t))) for t in board.movable() if t != b]
+            out += [(kind, u) for u in units if all(self._allowed(i) for i in u)]
+        return out
+
+    @staticmethod
+    def _apply(board: _Board, kind: str, unit: tuple[Intent, ...]) -> None:
+        last = unit[-1]
+        b = last.args[0]
+        if kind == "push":
+            board.xy[b] = board.xy[b] + PUSH_TRAVEL * np.array(DIRECTIONS[last.args[1]])
+        elif kind == "put":
+            board.xy[b] = board.zones[last.args[1]].copy()
+            board.used_zones.add(last.args[1])
+        elif kind == "stack":
+            board.xy[b] = board.xy[last.args[1]].copy()
+            board.frozen |= {b, last.args[1]}
+        else:  # a lone pick ends the chain with the block in hand
+            board.frozen.add(b)
+
+    def _pick(self, rng, options: tuple[str, ...]) -> str:
+        if self.phrasings == "train":
+            options = options[:-1]
+        elif self.phrasings == "heldout":
+            options = options[-1:]
+        return options[rng.integers(len(options))]
+
+    def _name(self, rng, name: str) -> str:
+        color, kind = name.split("_")
+        return f"{color} {self._pick(rng, _BLOCK_WORDS if kind == 'block' else _ZONE_WORDS)}"
+
+    def _instruction(self, rng, units) -> str:
+        parts = []
+        for kind, unit in units:
+            last = unit[-1]
+            b = self._name(rng, last.args[0])
+            t = self._name(rng, last.args[1]) if kind in ("put", "stack") else ""
+            d = self._pick(rng, _DIRECTION_WORDS[last.args[1]]) if kind == "push" else ""
+            parts.append(self._pick(rng, _TEMPLATES[kind]).format(b=b, t=t, d=d))
+        if len(parts) == 1:
+            text = parts[0]
+        elif len(parts) == 2:
+            text = self._pick(rng, _JOINS[2]).format(*parts)
+        else:
+            text = self._pick(rng, _JOINS["n"]).format(head=", then ".join(parts[:-1]), last=parts[-1])
+        return text[0].upper() + text[1:] + "."

@@ -1,0 +1,70 @@
+"""The tabletop world shared by every env: a simulator, the action mapping and the observation arrays.
+
+Action (4,) in [-1, 1]: EE displacement (dx, dy, dz) as a fraction of ``max_delta`` meters, relative to
+the current EE position, and the gripper command (-1 open ... +1 closed).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+
+from intentloop.envs import scene as S
+from intentloop.envs.scene import Layout
+from intentloop.envs.sim.base import make_sim
+
+
+def image_shape(image_size) -> tuple[int, int]:
+    """``96`` or ``(height, width)`` -> (height, width); raises a clear error for anything else."""
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if len(size) != 2 or not all(isinstance(s, int) and 16 <= s <= 640 for s in size):
+        raise ValueError(f"image_size must be an int or (height, width) between 16 and 640 pixels, got {image_size!r}")
+    return size
+
+
+class TabletopWorld:
+    def __init__(self, backend: str = "mujoco", frame_skip: int = 25, max_delta: float = 0.03):
+        if frame_skip < 1:
+            raise ValueError(f"frame_skip must be >= 1, got {frame_skip}")
+        self.sim = make_sim(backend)
+        self.backend, self.frame_skip, self.max_delta = backend, frame_skip, max_delta
+        self.zones = np.zeros((len(S.ZONES), 2), np.float32)
+        self.ctrl = np.zeros(4)
+
+    @property
+    def dt(self) -> float:
+        return self.sim.timestep * self.frame_skip
+
+    def reset(self, layout: Layout, settle_steps: int = 2) -> None:
+        self.zones = layout.zones.astype(np.float32)
+        self.ctrl = np.array([*S.EE_HOME, S.FINGER_OPEN])
+        self.sim.reset(layout, S.EE_HOME, S.FINGER_OPEN)
+        self.sim.step(self.ctrl, settle_steps * self.frame_skip)
+
+    def apply(self, action: np.ndarray) -> None:
+        a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        ee = self.sim.proprio()[:3]
+        self.ctrl[:3] = np.clip(ee + a[:3] * self.max_delta, S.EE_LOW, S.EE_HIGH)
+        self.ctrl[3] = S.FINGER_OPEN * (1.0 - a[3]) / 2.0
+        self.sim.step(self.ctrl, self.frame_skip)
+
+    def grasp(self, block: str, lift: float = 0.1, steps: int = 8) -> None:
+        """Set-up for skills that start with a block in hand: close the gripper on it and lift it."""
+        pos = self.sim.blocks()[S.BLOCKS.index(block), :3]
+        for z, q in ((pos[2] + 0.04, S.FINGER_OPEN), (pos[2], S.FINGER_OPEN), (pos[2], S.FINGER_CLOSED)):
+            self.ctrl = np.array([pos[0], pos[1], z, q])
+            self.sim.step(self.ctrl, steps * self.frame_skip)
+        self.ctrl[2] = lift
+        self.sim.step(self.ctrl, steps * self.frame_skip)
+
+    def state_obs(self) -> dict[str, np.ndarray]:
+        return {"proprio": self.sim.proprio(), "blocks": self.sim.blocks(), "zones": self.zones.copy()}
+
+    @staticmethod
+    def state_spaces() -> dict[str, spaces.Box]:
+        inf = np.inf
+        return {
+            "proprio": spaces.Box(-inf, inf, (7,), np.float32),
+            "blocks": spaces.Box(-inf, inf, (len(S.BLOCKS), 13), np.float32),
+            "zones": spaces.Box(-1.0, 1.0, (len(S.ZONES), 2), np.float32),
+        }

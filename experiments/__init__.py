@@ -1,0 +1,1 @@
+"""User-facing Hydra apps behind the `intentloop` console script."""

@@ -1,0 +1,58 @@
+"""Closed-loop evaluation: run the hierarchical agent for N seeded episodes and compute the metrics.
+
+Metrics (one meaning everywhere, see DESIGN.md):
+- success_rate: fraction of episodes whose task predicate holds at the end.
+- avg_chain_length: subgoals achieved in order per episode (CALVIN's metric on 5-intent chains).
+- per_intent_success: per skill, the fraction of executed intents whose own predicate held.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import gymnasium as gym
+import numpy as np
+from tqdm import tqdm
+
+from intentloop.agents.agent import EpisodeResult, HierarchicalAgent
+from intentloop.envs.intents import parse_intent
+
+
+def run_episodes(env: gym.Env, agent: HierarchicalAgent, seeds: list[int], progress: bool = True,
+                 desc: str = "episodes") -> list[EpisodeResult]:
+    return [agent.run_episode(env, seed=s) for s in tqdm(seeds, desc=desc, disable=not progress, unit="ep")]
+
+
+def summarize(results: list[EpisodeResult], seconds: float) -> dict:
+    if not results:
+        raise ValueError("no episodes to summarize")
+    per_skill: dict[str, list[bool]] = defaultdict(list)
+    invalid = 0
+    for r in results:
+        for o in r.outcomes:
+            if o.reason.startswith("invalid"):
+                invalid += 1
+            else:
+                per_skill[parse_intent(o.intent).skill].append(o.success)
+    chain = np.array([r.subgoals_done for r in results], float)
+    return {
+        "episodes": len(results),
+        "seeds": [r.seed for r in results],
+        "success_rate": float(np.mean([r.success for r in results])),
+        "avg_chain_length": float(chain.mean()),
+        "chain_length_histogram": {int(k): int((chain == k).sum()) for k in range(int(chain.max()) + 1)},
+        "per_intent_success": {k: {"rate": float(np.mean(v)), "n": len(v)} for k, v in sorted(per_skill.items())},
+        "invalid_intents": invalid,
+        "intents_per_episode": float(np.mean([len(r.outcomes) for r in results])),
+        "env_steps": int(sum(r.steps for r in results)),
+        "seconds": round(seconds, 3),
+        "episodes_per_s": len(results) / seconds if seconds > 0 else float("inf"),
+    }
+
+
+def evaluate(env: gym.Env, agent: HierarchicalAgent, seeds: list[int], progress: bool = True,
+             desc: str = "evaluate") -> tuple[dict, list[EpisodeResult]]:
+    start = time.perf_counter()
+    results = run_episodes(env, agent, seeds, progress, desc)
+    return summarize(results, time.perf_counter() - start), results
