@@ -36,7 +36,7 @@ WORKSPACE_LOW = np.array([-0.22, -0.15])
 WORKSPACE_HIGH = np.array([0.22, 0.15])
 EE_LOW = np.array([-0.3, -0.25, 0.022])
 EE_HIGH = np.array([0.3, 0.25, 0.3])
-EE_HOME = np.array([0.0, -0.18, 0.2])
+EE_HOME = np.array([0.0, 0.2, 0.2])  # behind the blocks, out of the camera's way
 
 # Gripper: each finger is a box; `finger_q` is the distance of a finger's inner face from the EE plane.
 FINGER_HALF = (0.012, 0.008, 0.03)  # half extents x, y, z
@@ -47,7 +47,7 @@ PALM_HALF = (0.02, 0.06, 0.008)
 PALM_Z_OFFSET = FINGER_Z_OFFSET + FINGER_HALF[2] + PALM_HALF[2]
 
 # Camera: in front of the table, looking at its center.
-CAMERA_POS = np.array([0.0, -0.52, 0.5])
+CAMERA_POS = np.array([0.0, -0.4, 0.62])
 CAMERA_TARGET = np.array([0.0, 0.02, 0.0])
 CAMERA_FOVY = 45.0  # degrees
 
