@@ -34,7 +34,6 @@ import numpy as np
 from gymnasium import spaces
 
 from intentloop.envs.predicates import achieved
-from intentloop.envs.scene import sample_layout
 from intentloop.envs.tasks import FAMILIES, Task, TaskSuite
 from intentloop.envs.world import TabletopWorld, image_shape
 
@@ -55,7 +54,7 @@ class TabletopEnv(gym.Env):
             raise ValueError(f"unknown render_mode {render_mode!r}; only 'rgb_array' is supported")
         self.suite = TaskSuite(split, split_seed, phrasings)
         self.family, self.chain_length = task, chain_length
-        self.suite.sample(np.random.default_rng(0), sample_layout(np.random.default_rng(0)), task, chain_length)
+        self.suite.sample_episode(np.random.default_rng(0), task, chain_length)  # fails now if no such task exists
         self.image_hw = image_shape(image_size) if image else None
         self.render_hw = image_shape(render_size)
         self.render_mode, self.steps_per_intent = render_mode, steps_per_intent
@@ -77,8 +76,12 @@ class TabletopEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         options = options or {}
-        layout = options.get("layout") or sample_layout(self.np_random)
-        task = options.get("task") or self.suite.sample(self.np_random, layout, self.family, self.chain_length)
+        layout, task = options.get("layout"), options.get("task")
+        if layout is None:
+            layout, sampled = self.suite.sample_episode(self.np_random, self.family, self.chain_length)
+            task = task or sampled
+        elif task is None:
+            task = self.suite.sample(self.np_random, layout, self.family, self.chain_length)
         self.task = Task.from_dict(task) if isinstance(task, dict) else task
         self.world.reset(layout)
         self._done, self._t = 0, 0

@@ -25,7 +25,16 @@ import numpy as np
 
 from intentloop.envs.intents import DIRECTIONS, Intent, parse_intent
 from intentloop.envs.predicates import PUSH_TRAVEL
-from intentloop.envs.scene import BLOCK_HALF, BLOCKS, WORKSPACE_HIGH, WORKSPACE_LOW, ZONE_HALF, ZONES, Layout
+from intentloop.envs.scene import (
+    BLOCK_HALF,
+    BLOCKS,
+    WORKSPACE_HIGH,
+    WORKSPACE_LOW,
+    ZONE_HALF,
+    ZONES,
+    Layout,
+    sample_layout,
+)
 
 FAMILIES = ("pick", "push", "put", "stack", "chain")
 SPLITS = ("train", "heldout")
@@ -50,6 +59,10 @@ _JOINS = {
     2: ("{0}, then {1}", "{0} and then {1}", "first {0}, then {1}", "{0}; after that, {1}"),
     "n": ("{head}, then {last}", "first {head}, and finally {last}", "{head}, and then {last}", "{head}; lastly, {last}"),
 }
+
+
+class InfeasibleTask(ValueError):
+    """No task of the requested family, length and split fits (this layout of) the scene."""
 
 
 @dataclass(frozen=True)
@@ -136,8 +149,20 @@ class TaskSuite:
             if self.split == "heldout" and not any(composition(i) in self.heldout for i in intents):
                 continue
             return Task(family, intents, self._instruction(rng, units), self.split)
-        raise ValueError(f"could not sample a feasible {self.split} {family!r} task of {length} intents in "
-                         f"{max_tries} tries (pick compositions are never held out)")
+        raise InfeasibleTask(f"could not sample a feasible {self.split} {family!r} task of {length} intents in "
+                             f"{max_tries} tries (pick compositions are never held out)")
+
+    def sample_episode(self, rng: np.random.Generator, family: str = "chain", chain_length: int = 1,
+                       max_layouts: int = 50) -> tuple[Layout, Task]:
+        """A layout and a feasible task on it; draws a new layout when one admits no such task."""
+        for _ in range(max_layouts - 1):
+            layout = sample_layout(rng)
+            try:
+                return layout, self.sample(rng, layout, family, chain_length, max_tries=20)
+            except InfeasibleTask:
+                continue
+        layout = sample_layout(rng)
+        return layout, self.sample(rng, layout, family, chain_length)
 
     def _allowed(self, intent: Intent) -> bool:
         return self.split == "heldout" or composition(intent) not in self.heldout

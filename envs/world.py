@@ -62,9 +62,8 @@ class TabletopWorld:
 
     @staticmethod
     def state_spaces() -> dict[str, spaces.Box]:
-        inf = np.inf
-        return {
-            "proprio": spaces.Box(-inf, inf, (7,), np.float32),
-            "blocks": spaces.Box(-inf, inf, (len(S.BLOCKS), 13), np.float32),
+        return {  # meters, unit quaternions, m/s and rad/s
+            "proprio": spaces.Box(-10.0, 10.0, (7,), np.float32),
+            "blocks": spaces.Box(-100.0, 100.0, (len(S.BLOCKS), 13), np.float32),
             "zones": spaces.Box(-1.0, 1.0, (len(S.ZONES), 2), np.float32),
         }
