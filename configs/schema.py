@@ -1,0 +1,75 @@
+"""Structured config schemas: the types and defaults of every Hydra app.
+
+YAML files in this folder extend these schemas through their defaults lists, so a misspelled key or a value
+of the wrong type fails when the config is composed, before anything runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class EnvConfig:
+    """Knobs of ``intentloop/Tabletop-v0`` below the task level (see envs/tabletop_env.py)."""
+
+    image: bool = True  # render the camera into every observation
+    image_size: int = 96  # square camera image, pixels
+    frame_skip: int = 25  # physics steps per env step (25 x 2 ms = 20 Hz control)
+    max_delta: float = 0.03  # EE displacement per step at action 1.0 [m]
+    steps_per_intent: int = 80  # the episode is truncated after this many steps per subgoal
+    split_seed: int = 0  # which compositions are held out
+    phrasings: str = "train"  # train | heldout | all instruction templates
+
+
+@dataclass
+class PlannerConfig:
+    name: str = MISSING  # key of intentloop.agents.planner.PLANNERS
+
+
+@dataclass
+class SkillsConfig:
+    name: str = MISSING  # key of intentloop.policies.SKILL_LIBRARIES
+
+
+@dataclass
+class AgentConfig:
+    max_steps_per_intent: int = 60  # a skill's step budget for one intent
+    max_intents: int | None = None  # intent budget per episode; None: 2 x subgoals + 2
+
+
+@dataclass
+class EvaluateConfig:
+    planner: PlannerConfig = MISSING
+    skills: SkillsConfig = MISSING
+    backend: str = "mujoco"  # mujoco | pybullet
+    task: str = "chain"  # pick | push | put | stack | chain
+    chain_length: int = 1  # intents per task for task=chain (1..5)
+    split: str = "train"  # train | heldout compositions
+    episodes: int = 100
+    seed: int = 0  # episode i uses seed + i, so versions compare on the same episodes
+    progress: bool = True  # progress bar
+    env: EnvConfig = field(default_factory=EnvConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+
+
+@dataclass
+class DemoConfig:
+    backend: str = "mujoco"
+    episodes: int = 20  # per evaluated (split, chain length)
+    chain_lengths: list[int] = field(default_factory=lambda: [1, 5])
+    splits: list[str] = field(default_factory=lambda: ["train", "heldout"])
+    seed: int = 0
+    progress: bool = True
+    env: EnvConfig = field(default_factory=EnvConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+
+
+cs = ConfigStore.instance()
+cs.store(name="base_evaluate", node=EvaluateConfig)
+cs.store(name="base_demo", node=DemoConfig)
+cs.store(group="planner", name="base_planner", node=PlannerConfig)
+cs.store(group="skills", name="base_skills", node=SkillsConfig)

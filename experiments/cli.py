@@ -1,0 +1,48 @@
+"""The `intentloop` console script: ``intentloop <command> [key=value ...]``, each command a Hydra app."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "demo": ("intentloop.experiments.demo", "the main job on embedded defaults: evaluate the closed loop, print a summary"),
+    "evaluate": ("intentloop.experiments.evaluate", "run planner + skills in closed loop, write metrics.json"),
+}
+PLANNED = {
+    "train-skills": "train RLlib skill policies (issue: System 1 skills)",
+    "train-planner": "train the VLM planner (issue: System 2 planner)",
+    "collect": "collect episodes with Ray actors (issue: self-training loop)",
+    "self-train": "collect, reflect, update, promote (issue: self-training loop)",
+    "replay": "write a stored episode to TensorBoard (issue: replay and demo)",
+}
+
+
+def usage() -> str:
+    lines = ["usage: intentloop <command> [key=value ...] [--help] [-m]", "", "commands:"]
+    lines += [f"  {name:<14}{help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "not implemented yet:"] + [f"  {name:<14}{help_}" for name, help_ in PLANNED.items()]
+    lines += ["", "Each command is a Hydra app: `intentloop evaluate --help` shows its config, `-m` sweeps values."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command in PLANNED:
+        print(f"intentloop: `{command}` is not implemented yet ({PLANNED[command]}).", file=sys.stderr)
+        return 2
+    if command not in COMMANDS:
+        print(f"intentloop: unknown command {command!r}; available: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[command][0])
+    sys.argv = [f"intentloop {command}", *rest]
+    module.main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

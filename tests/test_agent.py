@@ -1,0 +1,124 @@
+import gymnasium as gym
+import pytest
+
+import intentloop.envs  # noqa: F401
+from intentloop.agents import HierarchicalAgent, OraclePlanner, PlannerInput, make_planner
+from intentloop.envs.sim.base import BACKENDS
+from intentloop.experiments.evaluation import evaluate
+from intentloop.policies import ScriptedSkill, make_skills
+
+
+class ScriptPlanner:
+    """Says the given texts in order, then done(); records what it was shown."""
+
+    name = "script"
+
+    def __init__(self, texts):
+        self.texts, self.inputs = list(texts), []
+
+    def reset(self):
+        self.i = 0
+
+    def plan(self, inp: PlannerInput) -> str:
+        self.inputs.append(inp)
+        self.i += 1
+        return self.texts[self.i - 1] if self.i <= len(self.texts) else "done()"
+
+
+class CountingSkills(ScriptedSkill):
+    def __init__(self):
+        super().__init__()
+        self.actions = 0
+
+    def act(self, obs):
+        self.actions += 1
+        return super().act(obs)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("family", ["pick", "push", "put", "stack"])
+def test_oracle_and_scripted_skills_solve_each_family(backend, family):
+    env = gym.make("intentloop/Tabletop-v0", backend=backend, task=family, image=False)
+    metrics, results = evaluate(env, HierarchicalAgent(OraclePlanner(), ScriptedSkill()), [0, 1, 2], progress=False)
+    assert metrics["success_rate"] == 1.0, [str(o) for r in results for o in r.outcomes]
+    assert all(r.subgoals_done == r.n_subgoals for r in results)
+
+
+def test_invalid_intents_are_rejected_recorded_fed_back_and_never_executed():
+    env = gym.make("intentloop/Tabletop-v0", task="pick", image=False)
+    planner, skills = ScriptPlanner(["fly(red_block)", "pick(blue_zone)", "pick(pink_block)"]), CountingSkills()
+    result = HierarchicalAgent(planner, skills).run_episode(env, seed=0)
+    assert [o.success for o in result.outcomes] == [False, False, False]
+    assert all(o.reason.startswith("invalid") and o.steps == 0 for o in result.outcomes)
+    assert skills.actions == 0 and result.steps == 0
+    assert [len(i.history) for i in planner.inputs] == [0, 1, 2, 3], "each rejection is fed back to the planner"
+
+
+def test_outcome_of_a_valid_intent_and_done_ends_the_episode():
+    env = gym.make("intentloop/Tabletop-v0", task="pick", image=False)
+    obs, info = env.reset(seed=0)
+    target = info["task"].intents[0]
+    planner = ScriptPlanner([str(target)])
+    result = HierarchicalAgent(planner, ScriptedSkill()).run_episode(env, seed=0)
+    assert [o.intent for o in result.outcomes] == [str(target)]
+    assert result.outcomes[0].success and result.success and result.subgoals_done == 1
+    assert 0 < result.outcomes[0].steps == result.steps < 60
+
+
+def test_failed_intent_reports_timeout_within_the_step_budget():
+    env = gym.make("intentloop/Tabletop-v0", task="put", image=False)
+    _, info = env.reset(seed=0)
+    block = info["task"].intents[0].args[0]
+    # placing a block that was never picked cannot succeed: the skill runs out its budget
+    result = HierarchicalAgent(ScriptPlanner([f"place({block}, cyan_zone)"]), ScriptedSkill(),
+                               max_steps_per_intent=7).run_episode(env, seed=0)
+    assert result.outcomes[0].reason == "timeout" and result.outcomes[0].steps == 7 and not result.success
+
+
+def test_oracle_repicks_a_block_that_is_not_in_hand():
+    env = gym.make("intentloop/Tabletop-v0", task="put", image=False)
+    obs, info = env.reset(seed=0)
+    task = info["task"]
+    planner = OraclePlanner()
+    assert planner.plan(PlannerInput(task.instruction, None, [], obs, task, 1)) == str(task.intents[0])
+    assert planner.plan(PlannerInput(task.instruction, None, [], obs, task, 2)) == "done()"
+
+
+def test_planner_sees_image_and_instruction():
+    env = gym.make("intentloop/Tabletop-v0", task="pick", image_size=32)
+    planner = ScriptPlanner([])
+    HierarchicalAgent(planner, ScriptedSkill()).run_episode(env, seed=0)
+    first = planner.inputs[0]
+    assert first.image.shape == (32, 32, 3) and first.instruction.endswith(".")
+
+
+def test_metrics_count_chain_length_in_order():
+    env = gym.make("intentloop/Tabletop-v0", task="put", image=False)
+    # pick only: the first of two subgoals is achieved, the chain stops there
+    agent = HierarchicalAgent(ScriptPlanner([]), ScriptedSkill())
+    metrics, _ = evaluate(env, agent, [0, 1], progress=False)
+    assert metrics["avg_chain_length"] == 0.0 and metrics["success_rate"] == 0.0
+    _, info = env.reset(seed=0)
+    pick = str(info["task"].intents[0])
+    metrics, results = evaluate(env, HierarchicalAgent(ScriptPlanner([pick]), ScriptedSkill()), [0], progress=False)
+    assert metrics["avg_chain_length"] == 1.0 and metrics["per_intent_success"]["pick"] == {"rate": 1.0, "n": 1}
+    assert metrics["episodes"] == 1 and metrics["seeds"] == [0]
+
+
+def test_factories_reject_unknown_names():
+    with pytest.raises(ValueError, match="unknown planner 'gpt'"):
+        make_planner("gpt")
+    with pytest.raises(ValueError, match="unknown skills 'magic'"):
+        make_skills("magic")
+    with pytest.raises(ValueError, match="max_steps_per_intent must be >= 1"):
+        HierarchicalAgent(OraclePlanner(), ScriptedSkill(), max_steps_per_intent=0)
+
+
+def test_scripted_skill_refuses_done_and_act_before_reset():
+    skill = ScriptedSkill()
+    with pytest.raises(RuntimeError, match="reset"):
+        skill.act({})
+    with pytest.raises(ValueError, match="no scripted expert"):
+        from intentloop.envs.intents import DONE
+
+        skill.reset(DONE, {})

@@ -1,0 +1,84 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+
+import intentloop.configs.schema  # noqa: F401
+from intentloop.experiments.cli import COMMANDS, PLANNED, main
+
+CLI = str(Path(sys.executable).parent / "intentloop")
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def run(*args, cwd):
+    env = {**os.environ, "MUJOCO_GL": "egl", "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run([CLI, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_help_lists_every_command(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in [*COMMANDS, *PLANNED])
+
+
+def test_unknown_and_planned_commands_fail_clearly(capsys):
+    assert main(["fly"]) == 2
+    assert "unknown command 'fly'" in capsys.readouterr().err
+    assert main(["self-train"]) == 2
+    assert "not implemented yet" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONFIGS.glob("*.yaml")))
+def test_every_app_config_composes(name):
+    with initialize_config_module("intentloop.configs", version_base="1.3"):
+        cfg = compose(name)
+    assert "env" in cfg and cfg.env.image_size > 0
+
+
+def test_evaluate_writes_metrics_json(tmp_path):
+    proc = run("evaluate", "episodes=3", "chain_length=2", "env.image_size=32", "progress=false",
+               f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("success_rate", "avg_chain_length", "per_intent_success", "episodes_per_s", "episodes", "seeds"):
+        assert key in metrics
+    assert metrics["episodes"] == 3 and metrics["seeds"] == [0, 1, 2]
+    assert metrics["config"]["chain_length"] == 2
+    assert len((tmp_path / "episodes.jsonl").read_text().splitlines()) == 3
+
+
+def test_multirun_sweeps_values(tmp_path):
+    proc = run("evaluate", "-m", "episodes=1", "chain_length=1,2", "env.image=false", "progress=false",
+               f"hydra.sweep.dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lengths = sorted(json.loads((tmp_path / str(i) / "metrics.json").read_text())["config"]["chain_length"]
+                     for i in range(2))
+    assert lengths == [1, 2]
+
+
+@pytest.mark.parametrize(("override", "message"), [("backend=gazebo", "unknown backend 'gazebo'"),
+                                                   ("task=juggle", "unknown task 'juggle'"),
+                                                   ("episodes=0", "episodes must be >= 1")])
+def test_bad_values_fail_with_one_sentence(tmp_path, override, message):
+    proc = run("evaluate", override, f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("intentloop evaluate: error: ") and message in lines[0]
+
+
+def test_unknown_config_key_is_caught_at_compose_time(tmp_path):
+    proc = run("evaluate", "episodez=3", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode != 0 and "episodez" in proc.stderr and not (tmp_path / "metrics.json").exists()
+
+
+def test_demo_runs_and_prints_a_summary(tmp_path):
+    proc = run("demo", "episodes=2", "chain_lengths=[1,2]", "env.image_size=32", "progress=false",
+               f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "chain len" in proc.stdout and "still to come" in proc.stdout
+    rows = json.loads((tmp_path / "summary.json").read_text())
+    assert {(r["split"], r["chain_length"]) for r in rows} == {(s, n) for s in ("train", "heldout") for n in (1, 2)}

@@ -1,0 +1,148 @@
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import intentloop.envs
+from intentloop.envs import predicates as P
+from intentloop.envs.scene import BLOCK_HALF
+from intentloop.envs.sim.base import BACKENDS, make_sim
+from intentloop.envs.tabletop_env import TabletopEnv
+
+ENV_IDS = ["intentloop/Tabletop-v0"] + [f"intentloop/{name}" for name in intentloop.envs.SKILL_ENVS.values()]
+CASES = [(env_id, backend) for env_id in ENV_IDS for backend in BACKENDS]
+
+
+def rollout(env, seed, steps=20):
+    obs, _ = env.reset(seed=seed)
+    env.action_space.seed(seed)
+    trace = [obs]
+    for _ in range(steps):
+        trace.append(env.step(env.action_space.sample())[0])
+    return trace
+
+
+def flat(obs):
+    return obs if isinstance(obs, np.ndarray) else np.concatenate(
+        [np.asarray(v, np.float64).ravel() for k, v in sorted(obs.items()) if k != "instruction"])
+
+
+@pytest.mark.parametrize(("env_id", "backend"), CASES)
+def test_env_passes_gymnasium_checker_without_warnings(env_id, backend):
+    env = gym.make(env_id, backend=backend)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env.unwrapped, skip_render_check=True)
+    assert [str(w.message) for w in caught] == []
+    env.close()
+
+
+@pytest.mark.parametrize(("env_id", "backend"), CASES)
+def test_same_seed_gives_identical_rollouts(env_id, backend):
+    env = gym.make(env_id, backend=backend)
+    a, b, c = rollout(env, 7), rollout(env, 7), rollout(env, 8)
+    assert all(np.array_equal(flat(x), flat(y)) for x, y in zip(a, b, strict=True))
+    assert not np.array_equal(flat(a[0]), flat(c[0]))
+    env.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tabletop_observation_contents(backend):
+    env = gym.make("intentloop/Tabletop-v0", backend=backend, image_size=64, chain_length=3)
+    obs, info = env.reset(seed=1)
+    assert obs["image"].shape == (64, 64, 3) and obs["image"].dtype == np.uint8
+    assert obs["image"].std() > 10, "the camera sees a scene, not a blank frame"
+    assert obs["instruction"] == info["task"].instruction and info["n_subgoals"] == 3
+    assert np.allclose(obs["blocks"][:, 2], BLOCK_HALF, atol=2e-3), "blocks start resting on the table"
+    assert np.allclose(np.linalg.norm(obs["blocks"][:, 3:7], axis=1), 1.0, atol=1e-4)
+    nxt, *_ = env.step(np.zeros(4, np.float32))
+    assert not np.shares_memory(nxt["blocks"], obs["blocks"])
+    env.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_get_state_then_set_state_replays_exactly(backend):
+    env = gym.make("intentloop/Tabletop-v0", backend=backend, image=False).unwrapped
+    env.reset(seed=3)
+    sim, action = env.world.sim, np.array([0.5, -0.3, -0.4, 1.0], np.float32)
+    state = sim.get_state()
+    first = [env.step(action)[0]["blocks"].copy() for _ in range(3)]
+    sim.set_state(state)
+    second = [env.step(action)[0]["blocks"].copy() for _ in range(3)]
+    assert all(np.array_equal(x, y) for x, y in zip(first, second, strict=True))
+    env.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_action_moves_the_end_effector(backend):
+    env = gym.make("intentloop/Tabletop-v0", backend=backend, image=False)
+    obs, _ = env.reset(seed=0)
+    for _ in range(5):
+        moved, *_ = env.step(np.array([1.0, 0.0, 0.0, -1.0], np.float32))
+    dx = moved["proprio"][0] - obs["proprio"][0]
+    assert 0.08 < dx < 0.16, f"5 steps of +1 should move ~5 x 3 cm in x, moved {dx:.3f}"
+    closed = env.step(np.array([0.0, 0.0, 0.0, 1.0], np.float32))[0]
+    assert closed["proprio"][6] < obs["proprio"][6] - 0.02
+    env.close()
+
+
+def test_skill_env_reward_is_the_sum_of_logged_terms():
+    for name in intentloop.envs.SKILL_ENVS.values():
+        env = gym.make(f"intentloop/{name}")
+        env.reset(seed=0)
+        env.action_space.seed(0)
+        for _ in range(20):
+            _, reward, *_, info = env.step(env.action_space.sample())
+            assert reward == pytest.approx(sum(v for k, v in info.items() if k.startswith("reward/")))
+        env.close()
+
+
+def test_place_env_starts_with_the_block_in_hand():
+    env = gym.make("intentloop/Place-v0").unwrapped
+    for seed in range(3):
+        env.reset(seed=seed)
+        assert P.held(env.world.state_obs(), env.intent.args[0])
+
+
+def test_sparse_reward_is_zero_until_success():
+    env = gym.make("intentloop/Pick-v0", reward_type="sparse")
+    env.reset(seed=0)
+    rewards = [env.step(np.zeros(4, np.float32))[1] for _ in range(5)]
+    assert rewards == [0.0] * 5
+
+
+def test_heldout_skill_env_samples_only_heldout_goals():
+    env = gym.make("intentloop/Push-v0", split="heldout").unwrapped
+    for seed in range(5):
+        env.reset(seed=seed)
+        assert ("push", *env.intent.args) in env.suite.heldout
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"backend": "gazebo"}, "unknown backend 'gazebo'"), ({"task": "juggle"}, "unknown task 'juggle'"),
+     ({"split": "test"}, "unknown split"), ({"image_size": 5}, "image_size must be"),
+     ({"render_mode": "human"}, "unknown render_mode"), ({"chain_length": 0}, "chain_length must be")],
+)
+def test_bad_tabletop_arguments_fail_with_one_sentence(kwargs, match):
+    with pytest.raises(ValueError, match=match) as err:
+        TabletopEnv(**kwargs)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [({"skill": "fly"}, "unknown skill 'fly'"),
+                                               ({"skill": "pick", "reward_type": "shaped"}, "unknown reward_type"),
+                                               ({"skill": "pick", "reward_scales": {"speed": 1}}, "unknown reward terms")])
+def test_bad_skill_env_arguments(kwargs, match):
+    from intentloop.envs.skill_env import SkillEnv
+
+    with pytest.raises(ValueError, match=match):
+        SkillEnv(**kwargs)
+
+
+def test_make_sim_rejects_unknown_backend():
+    with pytest.raises(ValueError, match="choose one of: mujoco, pybullet"):
+        make_sim("isaac")
+

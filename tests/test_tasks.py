@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+
+from intentloop.envs.intents import parse_intent
+from intentloop.envs.scene import BLOCKS, ZONES, sample_layout
+from intentloop.envs.tasks import MAX_CHAIN, Task, TaskSuite, composition, heldout_compositions
+
+
+def test_heldout_split_is_deterministic_and_keeps_every_primitive_in_training():
+    held = heldout_compositions(0)
+    assert held == heldout_compositions(0)
+    assert held != heldout_compositions(1)
+    assert not any(c[0] == "pick" for c in held)
+    train_places = {(b, t) for b in BLOCKS for t in ZONES + BLOCKS if b != t and ("place", b, t) not in held}
+    assert {b for b, _ in train_places} == set(BLOCKS)
+    assert {t for _, t in train_places} >= set(ZONES)
+
+
+@pytest.mark.parametrize("length", range(1, MAX_CHAIN + 1))
+def test_train_tasks_use_only_train_compositions_and_heldout_tasks_contain_one(length):
+    rng = np.random.default_rng(length)
+    train, heldout = TaskSuite("train"), TaskSuite("heldout")
+    for _ in range(10):
+        _, task = train.sample_episode(rng, "chain", length)
+        assert len(task.intents) == length
+        assert not any(composition(i) in train.heldout for i in task.intents)
+        _, task = heldout.sample_episode(rng, "chain", length)
+        assert any(composition(i) in heldout.heldout for i in task.intents)
+
+
+def test_chains_are_feasible_sequences():
+    rng = np.random.default_rng(0)
+    suite = TaskSuite()
+    for _ in range(50):
+        _, task = suite.sample_episode(rng, "chain", 5)
+        for i, intent in enumerate(task.intents):
+            if intent.skill == "place":  # a place always follows the pick of the same block
+                assert task.intents[i - 1] == parse_intent(f"pick({intent.args[0]})")
+        zones = [i.args[1] for i in task.intents if i.skill == "place" and i.args[1] in ZONES]
+        assert len(zones) == len(set(zones)), "a zone is used once per chain"
+
+
+def test_same_seed_same_task_and_instruction():
+    def draw(seed):
+        return TaskSuite().sample_episode(np.random.default_rng(seed), "chain", 4)
+
+    (l1, t1), (l2, t2), (_, t3) = draw(3), draw(3), draw(4)
+    assert t1 == t2 and np.array_equal(l1.blocks, l2.blocks)
+    assert t1 != t3
+
+
+def test_phrasing_split_gives_unseen_templates():
+    layout = sample_layout(np.random.default_rng(0))
+    seen = {TaskSuite(phrasings="train").sample(np.random.default_rng(s), layout, "push").instruction.split()[0]
+            for s in range(40)}
+    unseen = {TaskSuite(phrasings="heldout").sample(np.random.default_rng(s), layout, "push").instruction.split()[0]
+              for s in range(40)}
+    assert unseen and not (seen & unseen)
+
+
+def test_task_round_trips_through_dict():
+    _, task = TaskSuite().sample_episode(np.random.default_rng(0), "chain", 3)
+    assert Task.from_dict(task.to_dict()) == task
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [({"split": "test"}, "unknown split"),
+                                               ({"phrasings": "poetic"}, "unknown phrasings")])
+def test_bad_suite_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TaskSuite(**kwargs)
+
+
+def test_bad_family_and_length():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="unknown task 'juggle'"):
+        TaskSuite().sample_episode(rng, "juggle")
+    with pytest.raises(ValueError, match="chain_length must be between 1 and 5"):
+        TaskSuite().sample_episode(rng, "chain", 6)
+    with pytest.raises(ValueError, match="pick compositions are never held out"):
+        TaskSuite("heldout").sample_episode(rng, "pick", max_layouts=2)
