@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 import gymnasium as gym
+import numpy as np
 
 from intentloop.agents.planner import IntentOutcome, Planner, PlannerInput
 from intentloop.envs import predicates as P
@@ -27,6 +28,30 @@ class Skills(Protocol):
 
 
 @dataclass
+class Trace:
+    """Every low-level step of an episode, as columns; ``segment`` indexes the episode's outcomes."""
+
+    frames: list[np.ndarray] = field(default_factory=list)  # (H, W, 3) uint8, one per observation
+    actions: list[np.ndarray] = field(default_factory=list)  # (4,) per step
+    rewards: list[float] = field(default_factory=list)
+    proprio: list[np.ndarray] = field(default_factory=list)  # (7,) per observation
+    segment: list[int] = field(default_factory=list)  # per step
+    goal_distance: list[float] = field(default_factory=list)  # |block - goal| of the running intent, per step
+
+    def observe(self, obs: dict) -> None:
+        if "image" in obs:
+            self.frames.append(obs["image"])
+        self.proprio.append(obs["proprio"])
+
+    def step(self, obs: dict, action, reward: float, segment: int, goal_distance: float) -> None:
+        self.observe(obs)
+        self.actions.append(np.asarray(action, np.float32))
+        self.rewards.append(float(reward))
+        self.segment.append(segment)
+        self.goal_distance.append(goal_distance)
+
+
+@dataclass
 class EpisodeResult:
     seed: int | None
     backend: str
@@ -39,23 +64,29 @@ class EpisodeResult:
     n_subgoals: int = 0
     success: bool = False
     steps: int = 0
+    trace: Trace | None = None  # every step, when the agent records
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The episode's summary (no per-step trace), JSON-serialisable."""
+        return {k: v for k, v in asdict(self).items() if k != "trace"}
 
 
 class HierarchicalAgent:
-    def __init__(self, planner: Planner, skills: Skills, max_steps_per_intent: int = 60, max_intents: int | None = None):
+    def __init__(self, planner: Planner, skills: Skills, max_steps_per_intent: int = 60, max_intents: int | None = None,
+                 record: bool = False):
         if max_steps_per_intent < 1:
             raise ValueError(f"max_steps_per_intent must be >= 1, got {max_steps_per_intent}")
         self.planner, self.skills = planner, skills
-        self.max_steps_per_intent, self.max_intents = max_steps_per_intent, max_intents
+        self.max_steps_per_intent, self.max_intents, self.record = max_steps_per_intent, max_intents, record
 
     def run_episode(self, env: gym.Env, seed: int | None = None, options: dict | None = None) -> EpisodeResult:
         obs, info = env.reset(seed=seed, options=options)
         task = info["task"]
         result = EpisodeResult(seed, env.unwrapped.backend, task.to_dict(), task.instruction, self.planner.name,
                                self.skills.name, n_subgoals=info["n_subgoals"])
+        if self.record:
+            result.trace = Trace()
+            result.trace.observe(obs)
         self.planner.reset()
         budget = self.max_intents or 2 * len(task.intents) + 2
         ended = False
@@ -69,7 +100,7 @@ class HierarchicalAgent:
                 continue
             if intent.is_done:
                 break
-            outcome, obs, info, ended = self._execute(env, intent, obs)
+            outcome, obs, info, ended = self._execute(env, intent, obs, result.trace, len(result.outcomes))
             result.outcomes.append(outcome)
             result.steps += outcome.steps
             if ended:
@@ -77,11 +108,15 @@ class HierarchicalAgent:
         result.subgoals_done, result.success = info["subgoals_done"], bool(info["is_success"])
         return result
 
-    def _execute(self, env: gym.Env, intent, obs: dict):
+    def _execute(self, env: gym.Env, intent, obs: dict, trace: Trace | None, segment: int):
         ref, info, ended = obs, {}, False
         self.skills.reset(intent, obs)
         for t in range(1, self.max_steps_per_intent + 1):
-            obs, _, terminated, truncated, info = env.step(self.skills.act(obs))
+            action = self.skills.act(obs)
+            obs, reward, terminated, truncated, info = env.step(action)
+            if trace is not None:
+                distance = np.linalg.norm(P.block_pos(obs, intent.obj) - P.goal_position(intent, obs, ref))
+                trace.step(obs, action, reward, segment, float(distance))
             if P.achieved(intent, obs, ref):
                 return IntentOutcome(str(intent), True, t, "achieved"), obs, info, terminated or truncated
             if terminated or truncated:

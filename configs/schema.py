@@ -52,8 +52,18 @@ class EvaluateConfig:
     episodes: int = 100
     seed: int = 0  # episode i uses seed + i, so versions compare on the same episodes
     progress: bool = True  # progress bar
+    record: bool = False  # write every step (frames too) to the episode store <run dir>/episodes
     env: EnvConfig = field(default_factory=EnvConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
+
+
+@dataclass
+class ReplayConfig:
+    episode: str = MISSING  # an episode id (with store=...), or the path of a store or shard holding one episode
+    store: str | None = None  # episode store: a directory or pyarrow filesystem URI
+    logdir: str | None = None  # TensorBoard log dir; default: <run dir>/tb
+    fps: int = 10  # playback speed of the video
+    scale: int = 3  # upscaling of the camera frames before drawing
 
 
 @dataclass
@@ -71,5 +81,6 @@ class DemoConfig:
 cs = ConfigStore.instance()
 cs.store(name="base_evaluate", node=EvaluateConfig)
 cs.store(name="base_demo", node=DemoConfig)
+cs.store(name="base_replay", node=ReplayConfig)
 cs.store(group="planner", name="base_planner", node=PlannerConfig)
 cs.store(group="skills", name="base_skills", node=SkillsConfig)

@@ -8,13 +8,13 @@ import sys
 COMMANDS = {
     "demo": ("intentloop.experiments.demo", "the main job on embedded defaults: evaluate the closed loop, print a summary"),
     "evaluate": ("intentloop.experiments.evaluate", "run planner + skills in closed loop, write metrics.json"),
+    "replay": ("intentloop.experiments.replay", "write a stored episode to TensorBoard: video, scalars, plan"),
 }
 PLANNED = {
     "train-skills": "train RLlib skill policies (issue: System 1 skills)",
     "train-planner": "train the VLM planner (issue: System 2 planner)",
     "collect": "collect episodes with Ray actors (issue: self-training loop)",
     "self-train": "collect, reflect, update, promote (issue: self-training loop)",
-    "replay": "write a stored episode to TensorBoard (issue: replay and demo)",
 }
 
 

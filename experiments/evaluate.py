@@ -5,7 +5,9 @@ Quick check:       intentloop evaluate episodes=5 env.image=false
 Results to expect: oracle + scripted skills solve 1-intent tasks and 5-intent chains (see docs/BENCHMARKS.md).
 
 Writes ``metrics.json`` (success rate, average chain length, per-intent success, episodes/s, the seeds) and
-``episodes.jsonl`` (one line per episode: task, instruction, intents and outcomes) to the Hydra run dir.
+``episodes.jsonl`` (one line per episode: task, instruction, intents and outcomes) to the Hydra run dir;
+with ``record=true`` also every step, camera frames included, to the episode store ``episodes/`` there
+(replay one with ``intentloop replay episode=<id> store=<run dir>/episodes``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import intentloop.configs.schema  # noqa: F401  (registers the config schemas)
 from intentloop.experiments.common import make_agent, make_env, user_errors
+from intentloop.experiments.episode_store import episode_row, write_shard
 from intentloop.experiments.evaluation import evaluate
 
 
@@ -37,11 +40,15 @@ def main(cfg: DictConfig) -> dict:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     env = make_env(cfg, cfg.split, cfg.chain_length, cfg.task)
     agent = make_agent(cfg, cfg.planner.name, cfg.skills.name)
+    agent.record = cfg.record
     seeds = list(range(cfg.seed, cfg.seed + cfg.episodes))
     metrics, results = evaluate(env, agent, seeds, cfg.progress, desc=f"evaluate {cfg.backend}")
     env.close()
     metrics = {"config": OmegaConf.to_container(cfg, resolve=True), **metrics}
     write_results(run_dir, metrics, results)
+    if cfg.record:
+        rows = [episode_row(r, f"{cfg.backend}-{cfg.split}-{cfg.chain_length}-seed{r.seed}") for r in results]
+        print(f"recorded {len(rows)} episodes to {write_shard(str(run_dir / 'episodes'), rows)}")
     print(f"success_rate={metrics['success_rate']:.3f}  avg_chain_length={metrics['avg_chain_length']:.2f}  "
           f"episodes={metrics['episodes']}  episodes/s={metrics['episodes_per_s']:.1f}")
     print(f"wrote {run_dir / 'metrics.json'}")

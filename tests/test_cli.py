@@ -36,7 +36,8 @@ def test_unknown_and_planned_commands_fail_clearly(capsys):
 def test_every_app_config_composes(name):
     with initialize_config_module("intentloop.configs", version_base="1.3"):
         cfg = compose(name)
-    assert "env" in cfg and cfg.env.image_size > 0
+    assert type(cfg._metadata.object_type).__name__ == "type", "every app config extends a structured schema"
+    assert cfg._metadata.object_type.__name__.lower() == f"{name}config"
 
 
 def test_evaluate_writes_metrics_json(tmp_path):
@@ -82,3 +83,19 @@ def test_demo_runs_and_prints_a_summary(tmp_path):
     assert "chain len" in proc.stdout and "still to come" in proc.stdout
     rows = json.loads((tmp_path / "summary.json").read_text())
     assert {(r["split"], r["chain_length"]) for r in rows} == {(s, n) for s in ("train", "heldout") for n in (1, 2)}
+
+
+def test_recorded_episode_replays_to_tensorboard(tmp_path):
+    proc = run("evaluate", "episodes=1", "task=pick", "record=true", "env.image_size=32", "progress=false",
+               f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    proc = run("replay", "episode=mujoco-train-1-seed0", f"store={tmp_path / 'eval' / 'episodes'}",
+               f"logdir={tmp_path / 'tb'}", f"hydra.run.dir={tmp_path / 'replay'}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"tensorboard --logdir {tmp_path / 'tb'}" in proc.stdout
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+def test_replay_of_a_missing_store_is_one_sentence(tmp_path):
+    proc = run("replay", f"episode={tmp_path / 'nothing'}", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode == 2 and "no episode store or shard" in proc.stderr and "Traceback" not in proc.stderr

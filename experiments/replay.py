@@ -1,0 +1,112 @@
+"""Replay a stored episode as TensorBoard events.
+
+How to run:   intentloop replay episode=runs/evaluate/<date>/episodes            (a store with one episode)
+              intentloop replay episode=<episode_id> store=runs/evaluate/<date>/episodes logdir=tb/replays
+Then:         tensorboard --logdir <logdir>
+
+Writes, under the tag prefix ``replay/<episode_id>``: the camera video with the step number, the current
+intent and its outcome drawn on every frame (an animated image in the Images tab); key frames (the first
+frame of every intent and the last frame); per-step scalars (reward, gripper opening, distance of the
+intent's block to its goal); the instruction, the plan and every outcome as text.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import cv2
+import hydra
+import numpy as np
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+from PIL import Image
+from tensorboard.compat.proto.summary_pb2 import Summary
+from torch.utils.tensorboard import SummaryWriter
+
+import intentloop.configs.schema  # noqa: F401  (registers the config schemas)
+from intentloop.experiments.common import user_errors
+from intentloop.experiments.episode_store import decode_png, load_episode
+
+GREEN, RED, WHITE = (60, 200, 80), (230, 60, 60), (255, 255, 255)
+
+
+def annotate(frame: np.ndarray, step: int, intent: str, outcome: str | None, ok: bool | None, scale: int) -> np.ndarray:
+    """Upscale ``frame`` and draw the step, the intent and its outcome on it."""
+    h, w = frame.shape[:2]
+    img = cv2.resize(frame, (w * scale, h * scale), interpolation=cv2.INTER_NEAREST)
+    bar = 18
+    img = cv2.copyMakeBorder(img, bar, bar, 0, 0, cv2.BORDER_CONSTANT, value=(20, 20, 20))
+    font, size = cv2.FONT_HERSHEY_SIMPLEX, 0.4
+    cv2.putText(img, f"t={step}  {intent}", (4, 13), font, size, WHITE, 1, cv2.LINE_AA)
+    if outcome:
+        color = GREEN if ok else RED
+        cv2.putText(img, outcome, (4, img.shape[0] - 5), font, size, color, 1, cv2.LINE_AA)
+        cv2.rectangle(img, (0, bar), (img.shape[1] - 1, img.shape[0] - bar - 1), color, 2)
+    return img
+
+
+def gif_summary(tag: str, frames: list[np.ndarray], fps: int) -> Summary:
+    """An animated-GIF image summary: TensorBoard plays it in the Images tab (no video codec needed)."""
+    images = [Image.fromarray(f) for f in frames]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    h, w = frames[0].shape[:2]
+    image = Summary.Image(height=h, width=w, colorspace=3, encoded_image_string=buf.getvalue())
+    return Summary(value=[Summary.Value(tag=tag, image=image)])
+
+
+def segment_labels(episode: dict, step: int) -> tuple[str, str | None, bool | None]:
+    """(intent, outcome text, success) of the intent running at observation ``step`` (0 = before any)."""
+    if step == 0 or not episode["segment"]:
+        return "(planning)", None, None
+    outcome = episode["outcomes"][episode["segment"][step - 1]]
+    text = f"{'success' if outcome['success'] else 'failure'}: {outcome['reason']} ({outcome['steps']} steps)"
+    return outcome["intent"], text, outcome["success"]
+
+
+def write_replay(episode: dict, logdir: str, fps: int = 10, scale: int = 3) -> str:
+    """Write ``episode`` (a store row) to TensorBoard under ``logdir``; returns the tag prefix."""
+    if not episode["frames"]:
+        raise ValueError(f"episode {episode['episode_id']} has no frames (recorded with env.image=false?)")
+    prefix = f"replay/{episode['episode_id']}"
+    frames = [decode_png(f) for f in episode["frames"]]
+    annotated = [annotate(f, t, *segment_labels(episode, t), scale) for t, f in enumerate(frames)]
+    writer = SummaryWriter(logdir)
+    writer.file_writer.add_summary(gif_summary(f"{prefix}/video", annotated, fps), 0)
+    segment = episode["segment"]
+    starts = [0] + [t for t in range(1, len(segment)) if segment[t] != segment[t - 1]]  # frame t precedes step t
+    for k, t in enumerate([*starts, len(frames) - 1]):
+        writer.add_image(f"{prefix}/key_frames", annotated[t], k, dataformats="HWC")
+    for t, (reward, proprio, distance) in enumerate(zip(episode["rewards"], episode["proprio"][1:],
+                                                        episode["goal_distance"], strict=True), start=1):
+        writer.add_scalar(f"{prefix}/reward", reward, t)
+        writer.add_scalar(f"{prefix}/gripper_opening", proprio[6], t)
+        writer.add_scalar(f"{prefix}/goal_distance", distance, t)
+    task = json.loads(episode["task"])
+    writer.add_text(f"{prefix}/instruction", episode["instruction"], 0)
+    writer.add_text(f"{prefix}/plan", "  \n".join(f"{i + 1}. `{t}`" for i, t in enumerate(task["intents"])), 0)
+    lines = [f"{i + 1}. `{o['intent']}` -> {'success' if o['success'] else 'failure'} ({o['reason']}, {o['steps']} steps)"
+             for i, o in enumerate(episode["outcomes"])]
+    result = f"**{'success' if episode['success'] else 'failure'}**: {episode['subgoals_done']}/{episode['n_subgoals']}"
+    writer.add_text(f"{prefix}/outcomes", "  \n".join([result, *lines]), 0)
+    writer.close()
+    return prefix
+
+
+@hydra.main(config_path="../configs", config_name="replay", version_base="1.3")
+@user_errors
+def main(cfg: DictConfig) -> str:
+    if cfg.store is None:
+        episode = load_episode(cfg.episode)  # a path to a store or shard holding one episode
+    else:
+        episode = load_episode(cfg.store, cfg.episode)
+    logdir = cfg.logdir or str(Path(HydraConfig.get().runtime.output_dir) / "tb")
+    prefix = write_replay(episode, logdir, cfg.fps, cfg.scale)
+    print(f"wrote {prefix} ({len(episode['frames'])} frames) to {logdir}\nview it: tensorboard --logdir {logdir}")
+    return logdir
+
+
+if __name__ == "__main__":
+    main()

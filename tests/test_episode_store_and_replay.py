@@ -1,0 +1,105 @@
+import io
+import json
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import intentloop.envs  # noqa: F401
+from intentloop.agents import HierarchicalAgent, OraclePlanner
+from intentloop.experiments.episode_store import (
+    decode_png,
+    episode_row,
+    load_episode,
+    read_store,
+    shard_paths,
+    write_shard,
+)
+from intentloop.experiments.replay import write_replay
+from intentloop.policies import ScriptedSkill
+
+
+@pytest.fixture(scope="module")
+def recorded():
+    env = gym.make("intentloop/Tabletop-v0", task="put", image_size=48)
+    agent = HierarchicalAgent(OraclePlanner(), ScriptedSkill(), record=True)
+    results = [agent.run_episode(env, seed=s) for s in (0, 1)]
+    env.close()
+    return results
+
+
+def test_trace_has_one_frame_per_observation(recorded):
+    for r in recorded:
+        t = r.trace
+        assert len(t.frames) == len(t.proprio) == r.steps + 1
+        assert len(t.actions) == len(t.rewards) == len(t.segment) == len(t.goal_distance) == r.steps
+        assert t.frames[0].shape == (48, 48, 3)
+        assert sorted(set(t.segment)) == list(range(len(r.outcomes)))
+
+
+def test_shard_round_trips_through_pyarrow_and_pandas(recorded, tmp_path):
+    rows = [episode_row(r, f"ep{r.seed}") for r in recorded]
+    path = write_shard(str(tmp_path), rows)
+    assert shard_paths(str(tmp_path)) == [path]
+    frame = pd.read_parquet(path)
+    assert list(frame["episode_id"]) == ["ep0", "ep1"] and frame["success"].all()
+    episode = load_episode(str(tmp_path), "ep1")
+    original = recorded[1].trace
+    assert np.array_equal(decode_png(episode["frames"][5]), original.frames[5])
+    assert np.allclose(episode["actions"][3], original.actions[3])
+    assert json.loads(episode["task"]) == recorded[1].task
+    assert [o["intent"] for o in episode["outcomes"]] == [o.intent for o in recorded[1].outcomes]
+
+
+def test_corrupt_shard_is_reported_and_skipped(recorded, tmp_path):
+    write_shard(str(tmp_path), [episode_row(recorded[0], "good")])
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really parquet")
+    reports = []
+    table = read_store(str(tmp_path), report=lambda path, err: reports.append(path))
+    assert table.column("episode_id").to_pylist() == ["good"]
+    assert len(reports) == 1 and reports[0].endswith("broken.parquet")
+
+
+def test_unfinished_shard_is_invisible(recorded, tmp_path):
+    (tmp_path / ".shard-x.parquet.tmp").write_bytes(b"partial")
+    write_shard(str(tmp_path), [episode_row(recorded[0], "a")])
+    assert read_store(str(tmp_path)).num_rows == 1
+
+
+def test_missing_store_and_unknown_episode_fail_clearly(recorded, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no episode store"):
+        read_store(str(tmp_path / "nowhere"))
+    write_shard(str(tmp_path), [episode_row(r, f"ep{r.seed}") for r in recorded])
+    with pytest.raises(KeyError, match="no episode 'ep9'"):
+        load_episode(str(tmp_path), "ep9")
+    with pytest.raises(ValueError, match="holds 2 episodes"):
+        load_episode(str(tmp_path))
+
+
+def test_replay_writes_video_key_frames_scalars_and_text(recorded, tmp_path):
+    episode = load_episode(write_shard(str(tmp_path / "store"), [episode_row(recorded[0], "ep0")]))
+    prefix = write_replay(episode, str(tmp_path / "tb"), fps=10, scale=2)
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
+    acc.Reload()
+    steps = recorded[0].steps
+    video = acc.Images(f"{prefix}/video")
+    gif = Image.open(io.BytesIO(video[0].encoded_image_string))
+    assert gif.n_frames == steps + 1
+    assert gif.size == (48 * 2, 48 * 2 + 2 * 18), "upscaled frame plus a text bar above and below"
+    assert len(acc.Images(f"{prefix}/key_frames")) == len(recorded[0].outcomes) + 1
+    for name in ("reward", "gripper_opening", "goal_distance"):
+        assert [e.step for e in acc.Scalars(f"{prefix}/{name}")] == list(range(1, steps + 1))
+    texts = {t for t in acc.Tags()["tensors"]}
+    assert {f"{prefix}/{n}/text_summary" for n in ("instruction", "plan", "outcomes")} <= texts
+    plan = acc.Tensors(f"{prefix}/plan/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert recorded[0].task["intents"][0] in plan
+
+
+def test_replay_without_frames_is_refused(recorded, tmp_path):
+    episode = load_episode(write_shard(str(tmp_path), [episode_row(recorded[0], "ep0")]))
+    episode["frames"] = []
+    with pytest.raises(ValueError, match="has no frames"):
+        write_replay(episode, str(tmp_path / "tb"))
