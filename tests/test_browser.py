@@ -1,0 +1,27 @@
+"""End to end: a real TensorBoard server on localhost, opened in headless Chromium, shows the replay."""
+
+import gymnasium as gym
+import pytest
+
+import intentloop.envs  # noqa: F401
+from intentloop.agents import HierarchicalAgent, OraclePlanner
+from intentloop.experiments.episode_store import episode_row, load_episode, write_shard
+from intentloop.experiments.replay import write_replay
+from intentloop.experiments.tensorboard_view import browser_missing, chromium, tensorboard_server, wait_for_images
+from intentloop.policies import ScriptedSkill
+
+MISSING = browser_missing()
+pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"no browser here: {MISSING}")
+
+
+def test_replay_is_listed_and_renders_in_tensorboard(tmp_path):
+    env = gym.make("intentloop/Tabletop-v0", task="pick", image_size=48)
+    result = HierarchicalAgent(OraclePlanner(), ScriptedSkill(), record=True).run_episode(env, seed=0)
+    episode = load_episode(write_shard(str(tmp_path / "store"), [episode_row(result, "browser-ep")]))
+    prefix = write_replay(episode, str(tmp_path / "tb"), scale=2)
+    with tensorboard_server(str(tmp_path / "tb")) as url, chromium() as driver:
+        driver.get(f"{url}/?darkMode=false#images")
+        found = wait_for_images(driver, f"{prefix}/video")
+        driver.save_screenshot(str(tmp_path / "replay.png"))
+    assert [96, 96 + 2 * 18] in found["sizes"], found  # the annotated replay frame, not just any image
+    assert (tmp_path / "replay.png").stat().st_size > 10_000
