@@ -3,5 +3,12 @@
 from intentloop.agents.agent import EpisodeResult, HierarchicalAgent
 from intentloop.agents.planner import IntentOutcome, OraclePlanner, Planner, PlannerInput, make_planner
 
-__all__ = ["EpisodeResult", "HierarchicalAgent", "IntentOutcome", "OraclePlanner", "Planner", "PlannerInput",
-           "make_planner"]
+__all__ = [
+    "EpisodeResult",
+    "HierarchicalAgent",
+    "IntentOutcome",
+    "OraclePlanner",
+    "Planner",
+    "PlannerInput",
+    "make_planner",
+]

@@ -1,8 +1,8 @@
 """The hierarchical agent: plan, validate, execute the skill, feed the outcome back, replan.
 
-    planner.plan(instruction, image, history) -> text -> parse_intent (rejected if invalid, fed back)
-        -> skill.reset(intent, obs); skill.act(obs) until the intent's predicate holds or its budget ends
-        -> IntentOutcome appended to the history -> next plan, until done() or the intent budget ends
+planner.plan(instruction, image, history) -> text -> parse_intent (rejected if invalid, fed back)
+    -> skill.reset(intent, obs); skill.act(obs) until the intent's predicate holds or its budget ends
+    -> IntentOutcome appended to the history -> next plan, until done() or the intent budget ends
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from typing import Protocol
 
 import gymnasium as gym
 import numpy as np
-
 from intentloop.agents.planner import IntentOutcome, Planner, PlannerInput
 from intentloop.envs import predicates as P
 from intentloop.envs.intents import InvalidIntent, parse_intent
@@ -72,8 +71,14 @@ class EpisodeResult:
 
 
 class HierarchicalAgent:
-    def __init__(self, planner: Planner, skills: Skills, max_steps_per_intent: int = 60, max_intents: int | None = None,
-                 record: bool = False):
+    def __init__(
+        self,
+        planner: Planner,
+        skills: Skills,
+        max_steps_per_intent: int = 60,
+        max_intents: int | None = None,
+        record: bool = False,
+    ):
         if max_steps_per_intent < 1:
             raise ValueError(f"max_steps_per_intent must be >= 1, got {max_steps_per_intent}")
         self.planner, self.skills = planner, skills
@@ -82,8 +87,15 @@ class HierarchicalAgent:
     def run_episode(self, env: gym.Env, seed: int | None = None, options: dict | None = None) -> EpisodeResult:
         obs, info = env.reset(seed=seed, options=options)
         task = info["task"]
-        result = EpisodeResult(seed, env.unwrapped.backend, task.to_dict(), task.instruction, self.planner.name,
-                               self.skills.name, n_subgoals=info["n_subgoals"])
+        result = EpisodeResult(
+            seed,
+            env.unwrapped.backend,
+            task.to_dict(),
+            task.instruction,
+            self.planner.name,
+            self.skills.name,
+            n_subgoals=info["n_subgoals"],
+        )
         if self.record:
             result.trace = Trace()
             result.trace.observe(obs)
@@ -91,8 +103,11 @@ class HierarchicalAgent:
         budget = self.max_intents or 2 * len(task.intents) + 2
         ended = False
         for _ in range(budget):
-            text = self.planner.plan(PlannerInput(task.instruction, obs.get("image"), list(result.outcomes), obs,
-                                                  task, info["subgoals_done"]))
+            text = self.planner.plan(
+                PlannerInput(
+                    task.instruction, obs.get("image"), list(result.outcomes), obs, task, info["subgoals_done"]
+                )
+            )
             try:
                 intent = parse_intent(text, BLOCKS, ZONES)
             except InvalidIntent as e:  # rejected, recorded, fed back; never executed

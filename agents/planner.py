@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-
 from intentloop.envs import predicates as P
 from intentloop.envs.intents import DONE, Intent
 from intentloop.envs.tasks import Task

@@ -25,9 +25,8 @@ import time
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 import gymnasium as gym  # noqa: E402
-import numpy as np  # noqa: E402
-
 import intentloop.envs  # noqa: E402,F401
+import numpy as np  # noqa: E402
 
 
 def raw_mujoco(sim, frame_skip: int, size: int):
@@ -55,8 +54,14 @@ def raw_pybullet(sim, frame_skip: int, size: int):
     view, proj = sim.view_matrix, sim.projection_matrix
 
     def step(ctrl):
-        client.setJointMotorControlArray(body, joints, pb.POSITION_CONTROL, targetPositions=[*ctrl, ctrl[3]],
-                                         forces=sim.motor_forces, positionGains=sim.position_gains)
+        client.setJointMotorControlArray(
+            body,
+            joints,
+            pb.POSITION_CONTROL,
+            targetPositions=[*ctrl, ctrl[3]],
+            forces=sim.motor_forces,
+            positionGains=sim.position_gains,
+        )
         for _ in range(frame_skip):
             client.stepSimulation()
 
@@ -64,6 +69,12 @@ def raw_pybullet(sim, frame_skip: int, size: int):
         return client.getCameraImage(size, size, view, proj, renderer=pb.ER_TINY_RENDERER, shadow=0)[2]
 
     return step, render
+
+
+def stepper(env, actions):
+    """A no-argument call that steps ``env`` with the next of ``actions``."""
+    it = iter(actions)
+    return lambda: env.step(next(it))
 
 
 def timed(fn, n: int) -> float:
@@ -74,8 +85,15 @@ def timed(fn, n: int) -> float:
 
 
 def bench_backend(backend: str, rounds: int, steps: int, renders: int, size: int) -> dict:
-    env = gym.make("intentloop/Tabletop-v0", backend=backend, image=False, image_size=size, render_size=size,
-                   render_mode="rgb_array", steps_per_intent=10**9)
+    env = gym.make(
+        "intentloop/Tabletop-v0",
+        backend=backend,
+        image=False,
+        image_size=size,
+        render_size=size,
+        render_mode="rgb_array",
+        steps_per_intent=10**9,
+    )
     env.reset(seed=0)
     world = env.unwrapped.world
     raw_step, raw_render = (raw_mujoco if backend == "mujoco" else raw_pybullet)(world.sim, world.frame_skip, size)
@@ -85,8 +103,7 @@ def bench_backend(backend: str, rounds: int, steps: int, renders: int, size: int
     times = {"env_step": [], "raw_step": [], "env_render": [], "raw_render": []}
     for _ in range(rounds):
         env.reset(seed=0)
-        it = iter(actions)
-        times["env_step"].append(timed(lambda: env.step(next(it)), steps))
+        times["env_step"].append(timed(stepper(env, actions), steps))
         env.reset(seed=0)
         times["raw_step"].append(timed(lambda: raw_step(ctrl), steps))
         times["env_render"].append(timed(env.render, renders))

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import gymnasium as gym
-
 import intentloop.envs  # noqa: F401
 from intentloop.agents import HierarchicalAgent, OraclePlanner
 from intentloop.experiments.episode_store import episode_row, load_episode, write_shard

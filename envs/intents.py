@@ -69,9 +69,7 @@ class Intent:
 DONE = Intent("done")
 
 
-def parse_intent(
-    text: str, blocks: Iterable[str] | None = None, zones: Iterable[str] | None = None
-) -> Intent:
+def parse_intent(text: str, blocks: Iterable[str] | None = None, zones: Iterable[str] | None = None) -> Intent:
     """Parse the canonical text form into an `Intent`.
 
     With ``blocks`` and ``zones`` given, every argument is also checked against the scene: a block must be
@@ -109,7 +107,9 @@ def check_in_scene(intent: Intent, blocks: Iterable[str], zones: Iterable[str]) 
     for arg, kind in zip(intent.args, SKILL_SIGNATURES[intent.skill], strict=True):
         if kind == BLOCK and arg not in blocks:
             where = " (it is a zone, not a block)" if arg in zones else ""
-            raise InvalidIntent(f"{intent}: object {arg!r} is not a block in the scene{where}; blocks: {', '.join(blocks)}")
+            raise InvalidIntent(
+                f"{intent}: object {arg!r} is not a block in the scene{where}; blocks: {', '.join(blocks)}"
+            )
         if kind == TARGET and arg not in blocks + zones:
             raise InvalidIntent(f"{intent}: target {arg!r} is not in the scene; targets: {', '.join(blocks + zones)}")
         if kind == DIRECTION and arg not in DIRECTIONS:

@@ -9,7 +9,6 @@ intent started (``ref``): ``push`` is judged by the displacement since then.
 from __future__ import annotations
 
 import numpy as np
-
 from intentloop.envs.intents import DIRECTIONS, Intent
 from intentloop.envs.scene import BLOCK_HALF, BLOCKS, ZONE_HALF, ZONES
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-
 from intentloop.envs import predicates as P
 from intentloop.envs.intents import Intent
 from intentloop.envs.scene import BLOCKS
@@ -52,9 +51,20 @@ def skill_observation(intent: Intent, obs: dict, ref: dict | None = None) -> np.
 class SkillEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
 
-    def __init__(self, skill: str, backend: str = "mujoco", reward_type: str = "dense", split: str = "train",
-                 split_seed: int = 0, target: str = "any", reward_scales: dict | None = None, frame_skip: int = 25,
-                 max_delta: float = 0.03, render_mode: str | None = None, render_size=256):
+    def __init__(
+        self,
+        skill: str,
+        backend: str = "mujoco",
+        reward_type: str = "dense",
+        split: str = "train",
+        split_seed: int = 0,
+        target: str = "any",
+        reward_scales: dict | None = None,
+        frame_skip: int = 25,
+        max_delta: float = 0.03,
+        render_mode: str | None = None,
+        render_size=256,
+    ):
         if skill not in ("pick", "place", "push"):
             raise ValueError(f"unknown skill {skill!r}; single-skill envs exist for: pick, place, push")
         if reward_type not in REWARD_TYPES:
@@ -108,8 +118,11 @@ class SkillEnv(gym.Env):
         else:
             block = P.block_pos(obs, self.intent.args[0])
             goal = P.goal_position(self.intent, obs, self._ref)
-            raw = {"reach": -float(np.linalg.norm(obs["proprio"][:3] - block)),
-                   "goal": -float(np.linalg.norm(block - goal)), "success": float(success)}
+            raw = {
+                "reach": -float(np.linalg.norm(obs["proprio"][:3] - block)),
+                "goal": -float(np.linalg.norm(block - goal)),
+                "success": float(success),
+            }
             terms = {k: self.scales[k] * v for k, v in raw.items()}
         info = {"intent": str(self.intent), "is_success": success, **{f"reward/{k}": v for k, v in terms.items()}}
         # truncated=False: the time limit comes from register(max_episode_steps=...)

@@ -32,7 +32,6 @@ import string
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-
 from intentloop.envs.predicates import achieved
 from intentloop.envs.tasks import FAMILIES, Task, TaskSuite
 from intentloop.envs.world import TabletopWorld, image_shape
@@ -44,10 +43,22 @@ MAX_INSTRUCTION = 400
 class TabletopEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
 
-    def __init__(self, backend: str = "mujoco", task: str = "chain", chain_length: int = 1, split: str = "train",
-                 split_seed: int = 0, phrasings: str = "train", image: bool = True, image_size=96,
-                 frame_skip: int = 25, max_delta: float = 0.03, steps_per_intent: int = 80,
-                 render_mode: str | None = None, render_size=256):
+    def __init__(
+        self,
+        backend: str = "mujoco",
+        task: str = "chain",
+        chain_length: int = 1,
+        split: str = "train",
+        split_seed: int = 0,
+        phrasings: str = "train",
+        image: bool = True,
+        image_size=96,
+        frame_skip: int = 25,
+        max_delta: float = 0.03,
+        steps_per_intent: int = 80,
+        render_mode: str | None = None,
+        render_size=256,
+    ):
         if task not in FAMILIES:
             raise ValueError(f"unknown task {task!r}; choose one of: {', '.join(FAMILIES)}")
         if render_mode not in (None, "rgb_array"):
@@ -121,5 +132,10 @@ class TabletopEnv(gym.Env):
 
     def _info(self, progress: int) -> dict:
         n = len(self.task.intents)
-        return {"is_success": self._done == n, "subgoals_done": self._done, "n_subgoals": n, "task": self.task,
-                "reward/progress": float(progress)}
+        return {
+            "is_success": self._done == n,
+            "subgoals_done": self._done,
+            "n_subgoals": n,
+            "task": self.task,
+            "reward/progress": float(progress),
+        }

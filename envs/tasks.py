@@ -22,7 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from intentloop.envs.intents import DIRECTIONS, Intent, parse_intent
 from intentloop.envs.predicates import PUSH_TRAVEL
 from intentloop.envs.scene import (
@@ -51,13 +50,28 @@ _DIRECTION_WORDS = {
 }
 _TEMPLATES = {
     "pick": ("pick up the {b}", "grab the {b}", "lift the {b}", "take hold of the {b}"),
-    "put": ("put the {b} in the {t}", "move the {b} to the {t}", "place the {b} inside the {t}", "drop the {b} into the {t}"),
-    "stack": ("stack the {b} on the {t}", "put the {b} on top of the {t}", "place the {b} onto the {t}", "set the {b} upon the {t}"),
+    "put": (
+        "put the {b} in the {t}",
+        "move the {b} to the {t}",
+        "place the {b} inside the {t}",
+        "drop the {b} into the {t}",
+    ),
+    "stack": (
+        "stack the {b} on the {t}",
+        "put the {b} on top of the {t}",
+        "place the {b} onto the {t}",
+        "set the {b} upon the {t}",
+    ),
     "push": ("push the {b} {d}", "slide the {b} {d}", "shove the {b} {d}", "nudge the {b} {d}"),
 }
 _JOINS = {
     2: ("{0}, then {1}", "{0} and then {1}", "first {0}, then {1}", "{0}; after that, {1}"),
-    "n": ("{head}, then {last}", "first {head}, and finally {last}", "{head}, and then {last}", "{head}; lastly, {last}"),
+    "n": (
+        "{head}, then {last}",
+        "first {head}, and finally {last}",
+        "{head}, and then {last}",
+        "{head}; lastly, {last}",
+    ),
 }
 
 
@@ -73,8 +87,12 @@ class Task:
     split: str
 
     def to_dict(self) -> dict:
-        return {"family": self.family, "intents": [str(i) for i in self.intents], "instruction": self.instruction,
-                "split": self.split}
+        return {
+            "family": self.family,
+            "intents": [str(i) for i in self.intents],
+            "instruction": self.instruction,
+            "split": self.split,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> Task:
@@ -88,7 +106,11 @@ def composition(intent: Intent) -> tuple[str, ...]:
 def heldout_compositions(seed: int = 0) -> frozenset[tuple[str, ...]]:
     """A Latin-square quarter of place-in-zone, stack and push compositions, shuffled by ``seed``."""
     rng = np.random.default_rng(seed)
-    blocks, zones, dirs = list(rng.permutation(BLOCKS)), list(rng.permutation(ZONES)), list(rng.permutation(list(DIRECTIONS)))
+    blocks, zones, dirs = (
+        list(rng.permutation(BLOCKS)),
+        list(rng.permutation(ZONES)),
+        list(rng.permutation(list(DIRECTIONS))),
+    )
     held = set()
     for i, b in enumerate(blocks):
         held.add(("place", b, zones[i % len(zones)]))
@@ -134,8 +156,14 @@ class TaskSuite:
         self.split, self.phrasings = split, phrasings
         self.heldout = heldout_compositions(split_seed)
 
-    def sample(self, rng: np.random.Generator, layout: Layout, family: str = "chain", chain_length: int = 1,
-               max_tries: int = 200) -> Task:
+    def sample(
+        self,
+        rng: np.random.Generator,
+        layout: Layout,
+        family: str = "chain",
+        chain_length: int = 1,
+        max_tries: int = 200,
+    ) -> Task:
         if family not in FAMILIES:
             raise ValueError(f"unknown task {family!r}; choose one of: {', '.join(FAMILIES)}")
         if family == "chain" and not 1 <= chain_length <= MAX_CHAIN:
@@ -149,11 +177,14 @@ class TaskSuite:
             if self.split == "heldout" and not any(composition(i) in self.heldout for i in intents):
                 continue
             return Task(family, intents, self._instruction(rng, units), self.split)
-        raise InfeasibleTask(f"could not sample a feasible {self.split} {family!r} task of {length} intents in "
-                             f"{max_tries} tries (pick compositions are never held out)")
+        raise InfeasibleTask(
+            f"could not sample a feasible {self.split} {family!r} task of {length} intents in "
+            f"{max_tries} tries (pick compositions are never held out)"
+        )
 
-    def sample_episode(self, rng: np.random.Generator, family: str = "chain", chain_length: int = 1,
-                       max_layouts: int = 50) -> tuple[Layout, Task]:
+    def sample_episode(
+        self, rng: np.random.Generator, family: str = "chain", chain_length: int = 1, max_layouts: int = 50
+    ) -> tuple[Layout, Task]:
         """A layout and a feasible task on it; draws a new layout when one admits no such task."""
         for _ in range(max_layouts - 1):
             layout = sample_layout(rng)
@@ -191,8 +222,11 @@ class TaskSuite:
             elif kind == "push":
                 units = [(Intent("push", (b, d)),) for d in DIRECTIONS if board.push_ok(b, d)]
             elif kind == "put":
-                units = [(Intent("pick", (b,)), Intent("place", (b, z))) for z in ZONES if z not in board.used_zones
-                         and board.clear(board.zones[z], b, ZONE_HALF + 2 * BLOCK_HALF)]
+                units = [
+                    (Intent("pick", (b,)), Intent("place", (b, z)))
+                    for z in ZONES
+                    if z not in board.used_zones and board.clear(board.zones[z], b, ZONE_HALF + 2 * BLOCK_HALF)
+                ]
             else:  # stack
                 units = [(Intent("pick", (b,)), Intent("place", (b, t))) for t in board.movable() if t != b]
             out += [(kind, u) for u in units if all(self._allowed(i) for i in u)]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 from gymnasium import spaces
-
 from intentloop.envs import scene as S
 from intentloop.envs.scene import Layout
 from intentloop.envs.sim.base import make_sim

@@ -6,7 +6,10 @@ import importlib
 import sys
 
 COMMANDS = {
-    "demo": ("intentloop.experiments.demo", "the main job on embedded defaults: evaluate the closed loop, print a summary"),
+    "demo": (
+        "intentloop.experiments.demo",
+        "the main job on embedded defaults: evaluate the closed loop, print a summary",
+    ),
     "evaluate": ("intentloop.experiments.evaluate", "run planner + skills in closed loop, write metrics.json"),
     "replay": ("intentloop.experiments.replay", "write a stored episode to TensorBoard: video, scalars, plan"),
 }

@@ -7,12 +7,11 @@ import logging
 import sys
 
 import gymnasium as gym
-from omegaconf import DictConfig
-
 import intentloop.envs  # noqa: F401  (registers the env ids)
 from intentloop.agents import HierarchicalAgent, make_planner
 from intentloop.envs.intents import InvalidIntent
 from intentloop.policies import make_skills
+from omegaconf import DictConfig
 
 logging.getLogger("OpenGL").setLevel(logging.WARNING)  # PyOpenGL announces a missing optional module at INFO
 
@@ -36,11 +35,26 @@ def user_errors(app):
 
 def make_env(cfg: DictConfig, split: str, chain_length: int, task: str = "chain") -> gym.Env:
     e = cfg.env
-    return gym.make("intentloop/Tabletop-v0", backend=cfg.backend, task=task, chain_length=chain_length, split=split,
-                    split_seed=e.split_seed, phrasings=e.phrasings, image=e.image, image_size=e.image_size,
-                    frame_skip=e.frame_skip, max_delta=e.max_delta, steps_per_intent=e.steps_per_intent)
+    return gym.make(
+        "intentloop/Tabletop-v0",
+        backend=cfg.backend,
+        task=task,
+        chain_length=chain_length,
+        split=split,
+        split_seed=e.split_seed,
+        phrasings=e.phrasings,
+        image=e.image,
+        image_size=e.image_size,
+        frame_skip=e.frame_skip,
+        max_delta=e.max_delta,
+        steps_per_intent=e.steps_per_intent,
+    )
 
 
 def make_agent(cfg: DictConfig, planner: str, skills: str) -> HierarchicalAgent:
-    return HierarchicalAgent(make_planner(planner), make_skills(skills, cfg.env.max_delta),
-                             cfg.agent.max_steps_per_intent, cfg.agent.max_intents)
+    return HierarchicalAgent(
+        make_planner(planner),
+        make_skills(skills, cfg.env.max_delta),
+        cfg.agent.max_steps_per_intent,
+        cfg.agent.max_intents,
+    )

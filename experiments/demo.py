@@ -14,22 +14,28 @@ import json
 from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
-
 import intentloop.configs.schema  # noqa: F401  (registers the config schemas)
+from hydra.core.hydra_config import HydraConfig
 from intentloop.experiments.common import make_agent, make_env, user_errors
 from intentloop.experiments.evaluation import evaluate
+from omegaconf import DictConfig
 
-PENDING = ("RLlib skills (train-skills)", "the VLM planner (train-planner)", "self-training rounds (self-train)",
-           "TensorBoard replays (replay)")
+PENDING = (
+    "RLlib skills (train-skills)",
+    "the VLM planner (train-planner)",
+    "self-training rounds (self-train)",
+    "TensorBoard replays (replay)",
+)
 
 
 def table(rows: list[dict]) -> str:
     head = f"{'split':<9}{'intents':>8}{'episodes':>10}{'success':>10}{'chain len':>11}{'eps/s':>8}"
     lines = [head, "-" * len(head)]
-    lines += [f"{r['split']:<9}{r['chain_length']:>8}{r['episodes']:>10}{r['success_rate']:>10.2f}"
-              f"{r['avg_chain_length']:>11.2f}{r['episodes_per_s']:>8.1f}" for r in rows]
+    lines += [
+        f"{r['split']:<9}{r['chain_length']:>8}{r['episodes']:>10}{r['success_rate']:>10.2f}"
+        f"{r['avg_chain_length']:>11.2f}{r['episodes_per_s']:>8.1f}"
+        for r in rows
+    ]
     return "\n".join(lines)
 
 
@@ -37,8 +43,10 @@ def table(rows: list[dict]) -> str:
 @user_errors
 def main(cfg: DictConfig) -> list[dict]:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    print("intentloop demo: the scripted loop (oracle planner + scripted skills) on "
-          f"{cfg.backend}; still to come: {', '.join(PENDING)}.")
+    print(
+        "intentloop demo: the scripted loop (oracle planner + scripted skills) on "
+        f"{cfg.backend}; still to come: {', '.join(PENDING)}."
+    )
     agent = make_agent(cfg, "oracle", "scripted")
     seeds = list(range(cfg.seed, cfg.seed + cfg.episodes))
     rows = []

@@ -37,14 +37,29 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 OUTCOME = pa.struct([("intent", pa.string()), ("success", pa.bool_()), ("steps", pa.int32()), ("reason", pa.string())])
-SCHEMA = pa.schema([
-    ("episode_id", pa.string()), ("seed", pa.int64()), ("backend", pa.string()), ("planner", pa.string()),
-    ("skills", pa.string()), ("task", pa.string()), ("instruction", pa.string()), ("success", pa.bool_()),
-    ("subgoals_done", pa.int32()), ("n_subgoals", pa.int32()), ("steps", pa.int32()),
-    ("outcomes", pa.list_(OUTCOME)), ("relabels", pa.list_(pa.string())), ("frames", pa.list_(pa.binary())),
-    ("actions", pa.list_(pa.list_(pa.float32()))), ("proprio", pa.list_(pa.list_(pa.float32()))),
-    ("rewards", pa.list_(pa.float32())), ("goal_distance", pa.list_(pa.float32())), ("segment", pa.list_(pa.int32())),
-])
+SCHEMA = pa.schema(
+    [
+        ("episode_id", pa.string()),
+        ("seed", pa.int64()),
+        ("backend", pa.string()),
+        ("planner", pa.string()),
+        ("skills", pa.string()),
+        ("task", pa.string()),
+        ("instruction", pa.string()),
+        ("success", pa.bool_()),
+        ("subgoals_done", pa.int32()),
+        ("n_subgoals", pa.int32()),
+        ("steps", pa.int32()),
+        ("outcomes", pa.list_(OUTCOME)),
+        ("relabels", pa.list_(pa.string())),
+        ("frames", pa.list_(pa.binary())),
+        ("actions", pa.list_(pa.list_(pa.float32()))),
+        ("proprio", pa.list_(pa.list_(pa.float32()))),
+        ("rewards", pa.list_(pa.float32())),
+        ("goal_distance", pa.list_(pa.float32())),
+        ("segment", pa.list_(pa.int32())),
+    ]
+)
 
 
 def _fs(location: str) -> tuple[pafs.FileSystem, str]:
@@ -73,15 +88,27 @@ def episode_row(result, episode_id: str | None = None) -> dict:
     if trace is None:
         raise ValueError("the episode has no trace: run the agent with record=True")
     return {
-        "episode_id": episode_id or uuid.uuid4().hex[:16], "seed": result.seed, "backend": result.backend,
-        "planner": result.planner, "skills": result.skills, "task": json.dumps(result.task),
-        "instruction": result.instruction, "success": result.success, "subgoals_done": result.subgoals_done,
-        "n_subgoals": result.n_subgoals, "steps": result.steps,
-        "outcomes": [{"intent": o.intent, "success": o.success, "steps": o.steps, "reason": o.reason}
-                     for o in result.outcomes],
-        "relabels": [], "frames": [encode_png(f) for f in trace.frames],
-        "actions": [a.tolist() for a in trace.actions], "proprio": [p.tolist() for p in trace.proprio],
-        "rewards": trace.rewards, "goal_distance": trace.goal_distance, "segment": trace.segment,
+        "episode_id": episode_id or uuid.uuid4().hex[:16],
+        "seed": result.seed,
+        "backend": result.backend,
+        "planner": result.planner,
+        "skills": result.skills,
+        "task": json.dumps(result.task),
+        "instruction": result.instruction,
+        "success": result.success,
+        "subgoals_done": result.subgoals_done,
+        "n_subgoals": result.n_subgoals,
+        "steps": result.steps,
+        "outcomes": [
+            {"intent": o.intent, "success": o.success, "steps": o.steps, "reason": o.reason} for o in result.outcomes
+        ],
+        "relabels": [],
+        "frames": [encode_png(f) for f in trace.frames],
+        "actions": [a.tolist() for a in trace.actions],
+        "proprio": [p.tolist() for p in trace.proprio],
+        "rewards": trace.rewards,
+        "goal_distance": trace.goal_distance,
+        "segment": trace.segment,
     }
 
 

@@ -1,6 +1,6 @@
 """Evaluate a planner and a skill library in the closed loop.
 
-How to run:        intentloop evaluate planner=oracle skills=scripted backend=mujoco task=chain chain_length=5 episodes=200
+How to run:        intentloop evaluate planner=oracle skills=scripted backend=mujoco chain_length=5 episodes=200
 Quick check:       intentloop evaluate episodes=5 env.image=false
 Results to expect: oracle + scripted skills solve 1-intent tasks and 5-intent chains (see docs/BENCHMARKS.md).
 
@@ -16,13 +16,12 @@ import json
 from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
-
 import intentloop.configs.schema  # noqa: F401  (registers the config schemas)
+from hydra.core.hydra_config import HydraConfig
 from intentloop.experiments.common import make_agent, make_env, user_errors
 from intentloop.experiments.episode_store import episode_row, write_shard
 from intentloop.experiments.evaluation import evaluate
+from omegaconf import DictConfig, OmegaConf
 
 
 def write_results(run_dir: Path, metrics: dict, results) -> None:
@@ -49,8 +48,10 @@ def main(cfg: DictConfig) -> dict:
     if cfg.record:
         rows = [episode_row(r, f"{cfg.backend}-{cfg.split}-{cfg.chain_length}-seed{r.seed}") for r in results]
         print(f"recorded {len(rows)} episodes to {write_shard(str(run_dir / 'episodes'), rows)}")
-    print(f"success_rate={metrics['success_rate']:.3f}  avg_chain_length={metrics['avg_chain_length']:.2f}  "
-          f"episodes={metrics['episodes']}  episodes/s={metrics['episodes_per_s']:.1f}")
+    print(
+        f"success_rate={metrics['success_rate']:.3f}  avg_chain_length={metrics['avg_chain_length']:.2f}  "
+        f"episodes={metrics['episodes']}  episodes/s={metrics['episodes_per_s']:.1f}"
+    )
     print(f"wrote {run_dir / 'metrics.json'}")
     return metrics
 

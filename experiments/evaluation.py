@@ -13,14 +13,14 @@ from collections import defaultdict
 
 import gymnasium as gym
 import numpy as np
-from tqdm import tqdm
-
 from intentloop.agents.agent import EpisodeResult, HierarchicalAgent
 from intentloop.envs.intents import parse_intent
+from tqdm import tqdm
 
 
-def run_episodes(env: gym.Env, agent: HierarchicalAgent, seeds: list[int], progress: bool = True,
-                 desc: str = "episodes") -> list[EpisodeResult]:
+def run_episodes(
+    env: gym.Env, agent: HierarchicalAgent, seeds: list[int], progress: bool = True, desc: str = "episodes"
+) -> list[EpisodeResult]:
     return [agent.run_episode(env, seed=s) for s in tqdm(seeds, desc=desc, disable=not progress, unit="ep")]
 
 
@@ -51,8 +51,9 @@ def summarize(results: list[EpisodeResult], seconds: float) -> dict:
     }
 
 
-def evaluate(env: gym.Env, agent: HierarchicalAgent, seeds: list[int], progress: bool = True,
-             desc: str = "evaluate") -> tuple[dict, list[EpisodeResult]]:
+def evaluate(
+    env: gym.Env, agent: HierarchicalAgent, seeds: list[int], progress: bool = True, desc: str = "evaluate"
+) -> tuple[dict, list[EpisodeResult]]:
     start = time.perf_counter()
     results = run_episodes(env, agent, seeds, progress, desc)
     return summarize(results, time.perf_counter() - start), results

@@ -18,16 +18,15 @@ from pathlib import Path
 
 import cv2
 import hydra
+import intentloop.configs.schema  # noqa: F401  (registers the config schemas)
 import numpy as np
 from hydra.core.hydra_config import HydraConfig
+from intentloop.experiments.common import user_errors
+from intentloop.experiments.episode_store import decode_png, load_episode
 from omegaconf import DictConfig
 from PIL import Image
 from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
-
-import intentloop.configs.schema  # noqa: F401  (registers the config schemas)
-from intentloop.experiments.common import user_errors
-from intentloop.experiments.episode_store import decode_png, load_episode
 
 GREEN, RED, WHITE = (60, 200, 80), (230, 60, 60), (255, 255, 255)
 
@@ -79,16 +78,19 @@ def write_replay(episode: dict, logdir: str, fps: int = 10, scale: int = 3) -> s
     starts = [0] + [t for t in range(1, len(segment)) if segment[t] != segment[t - 1]]  # frame t precedes step t
     for k, t in enumerate([*starts, len(frames) - 1]):
         writer.add_image(f"{prefix}/key_frames", annotated[t], k, dataformats="HWC")
-    for t, (reward, proprio, distance) in enumerate(zip(episode["rewards"], episode["proprio"][1:],
-                                                        episode["goal_distance"], strict=True), start=1):
+    for t, (reward, proprio, distance) in enumerate(
+        zip(episode["rewards"], episode["proprio"][1:], episode["goal_distance"], strict=True), start=1
+    ):
         writer.add_scalar(f"{prefix}/reward", reward, t)
         writer.add_scalar(f"{prefix}/gripper_opening", proprio[6], t)
         writer.add_scalar(f"{prefix}/goal_distance", distance, t)
     task = json.loads(episode["task"])
     writer.add_text(f"{prefix}/instruction", episode["instruction"], 0)
     writer.add_text(f"{prefix}/plan", "  \n".join(f"{i + 1}. `{t}`" for i, t in enumerate(task["intents"])), 0)
-    lines = [f"{i + 1}. `{o['intent']}` -> {'success' if o['success'] else 'failure'} ({o['reason']}, {o['steps']} steps)"
-             for i, o in enumerate(episode["outcomes"])]
+    lines = [
+        f"{i + 1}. `{o['intent']}` -> {'success' if o['success'] else 'failure'} ({o['reason']}, {o['steps']} steps)"
+        for i, o in enumerate(episode["outcomes"])
+    ]
     result = f"**{'success' if episode['success'] else 'failure'}**: {episode['subgoals_done']}/{episode['n_subgoals']}"
     writer.add_text(f"{prefix}/outcomes", "  \n".join([result, *lines]), 0)
     writer.close()

@@ -50,8 +50,19 @@ def _free_port() -> int:
 def tensorboard_server(logdir: str, timeout: float = 90.0) -> Iterator[str]:
     """Serve ``logdir`` on a free localhost port; yields the base URL, stops the server on exit."""
     port = _free_port()
-    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", logdir, "--host", "127.0.0.1", "--port", str(port),
-           "--reload_interval", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tensorboard.main",
+        "--logdir",
+        logdir,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--reload_interval",
+        "1",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -83,9 +94,19 @@ def chromium(width: int = 1280, height: int = 900) -> Iterator:
     options = webdriver.ChromeOptions()
     options.binary_location = next(c for c in CHROMIUM if shutil.which(c))
     with tempfile.TemporaryDirectory() as profile:
-        for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--disable-dev-shm-usage", f"--window-size={width},{height}", f"--user-data-dir={profile}"):
+        for flag in (
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            f"--window-size={width},{height}",
+            f"--user-data-dir={profile}",
+        ):
             options.add_argument(flag)
         driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
         try:
@@ -96,13 +117,16 @@ def chromium(width: int = 1280, height: int = 900) -> Iterator:
 
 def wait_for_images(driver, tag: str, timeout: float = 60.0) -> dict:
     """Wait until the page shows ``tag`` and at least one loaded image; returns what was found."""
-    js = _ALL_ELEMENTS_JS + """
+    js = (
+        _ALL_ELEMENTS_JS
+        + """
     const els = all(document);
     const text = els.map(e => (e.shadowRoot ? '' : (e.textContent || ''))).join(' ');
     const imgs = els.filter(e => e.tagName === 'IMG' && e.complete && e.naturalWidth > 0);
     return {hasTag: text.includes(arguments[0]), images: imgs.length,
             sizes: imgs.map(i => [i.naturalWidth, i.naturalHeight])};
     """
+    )
     deadline = time.monotonic() + timeout
     found = {}
     while time.monotonic() < deadline:

@@ -8,7 +8,6 @@ They prove the world is solvable and produce demonstrations for the learned skil
 from __future__ import annotations
 
 import numpy as np
-
 from intentloop.envs import predicates as P
 from intentloop.envs.intents import DIRECTIONS, Intent
 from intentloop.envs.scene import BLOCK_HALF, EE_LOW, FINGER_HALF, FINGER_OPEN

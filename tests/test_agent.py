@@ -1,7 +1,6 @@
 import gymnasium as gym
-import pytest
-
 import intentloop.envs  # noqa: F401
+import pytest
 from intentloop.agents import HierarchicalAgent, OraclePlanner, PlannerInput, make_planner
 from intentloop.envs.sim.base import BACKENDS
 from intentloop.experiments.evaluation import evaluate
@@ -70,8 +69,9 @@ def test_failed_intent_reports_timeout_within_the_step_budget():
     _, info = env.reset(seed=0)
     block = info["task"].intents[0].args[0]
     # placing a block that was never picked cannot succeed: the skill runs out its budget
-    result = HierarchicalAgent(ScriptPlanner([f"place({block}, cyan_zone)"]), ScriptedSkill(),
-                               max_steps_per_intent=7).run_episode(env, seed=0)
+    result = HierarchicalAgent(
+        ScriptPlanner([f"place({block}, cyan_zone)"]), ScriptedSkill(), max_steps_per_intent=7
+    ).run_episode(env, seed=0)
     assert result.outcomes[0].reason == "timeout" and result.outcomes[0].steps == 7 and not result.success
 
 

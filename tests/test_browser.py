@@ -1,9 +1,8 @@
 """End to end: a real TensorBoard server on localhost, opened in headless Chromium, shows the replay."""
 
 import gymnasium as gym
-import pytest
-
 import intentloop.envs  # noqa: F401
+import pytest
 from intentloop.agents import HierarchicalAgent, OraclePlanner
 from intentloop.experiments.episode_store import episode_row, load_episode, write_shard
 from intentloop.experiments.replay import write_replay

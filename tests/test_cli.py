@@ -4,10 +4,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import intentloop.configs.schema  # noqa: F401
 import pytest
 from hydra import compose, initialize_config_module
-
-import intentloop.configs.schema  # noqa: F401
 from intentloop.experiments.cli import COMMANDS, PLANNED, main
 
 CLI = str(Path(sys.executable).parent / "intentloop")
@@ -41,8 +40,15 @@ def test_every_app_config_composes(name):
 
 
 def test_evaluate_writes_metrics_json(tmp_path):
-    proc = run("evaluate", "episodes=3", "chain_length=2", "env.image_size=32", "progress=false",
-               f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    proc = run(
+        "evaluate",
+        "episodes=3",
+        "chain_length=2",
+        "env.image_size=32",
+        "progress=false",
+        f"hydra.run.dir={tmp_path}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     for key in ("success_rate", "avg_chain_length", "per_intent_success", "episodes_per_s", "episodes", "seeds"):
@@ -53,17 +59,31 @@ def test_evaluate_writes_metrics_json(tmp_path):
 
 
 def test_multirun_sweeps_values(tmp_path):
-    proc = run("evaluate", "-m", "episodes=1", "chain_length=1,2", "env.image=false", "progress=false",
-               f"hydra.sweep.dir={tmp_path}", cwd=tmp_path)
+    proc = run(
+        "evaluate",
+        "-m",
+        "episodes=1",
+        "chain_length=1,2",
+        "env.image=false",
+        "progress=false",
+        f"hydra.sweep.dir={tmp_path}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
-    lengths = sorted(json.loads((tmp_path / str(i) / "metrics.json").read_text())["config"]["chain_length"]
-                     for i in range(2))
+    lengths = sorted(
+        json.loads((tmp_path / str(i) / "metrics.json").read_text())["config"]["chain_length"] for i in range(2)
+    )
     assert lengths == [1, 2]
 
 
-@pytest.mark.parametrize(("override", "message"), [("backend=gazebo", "unknown backend 'gazebo'"),
-                                                   ("task=juggle", "unknown task 'juggle'"),
-                                                   ("episodes=0", "episodes must be >= 1")])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("backend=gazebo", "unknown backend 'gazebo'"),
+        ("task=juggle", "unknown task 'juggle'"),
+        ("episodes=0", "episodes must be >= 1"),
+    ],
+)
 def test_bad_values_fail_with_one_sentence(tmp_path, override, message):
     proc = run("evaluate", override, f"hydra.run.dir={tmp_path}", cwd=tmp_path)
     assert proc.returncode == 2
@@ -77,8 +97,15 @@ def test_unknown_config_key_is_caught_at_compose_time(tmp_path):
 
 
 def test_demo_runs_and_prints_a_summary(tmp_path):
-    proc = run("demo", "episodes=2", "chain_lengths=[1,2]", "env.image_size=32", "progress=false",
-               f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    proc = run(
+        "demo",
+        "episodes=2",
+        "chain_lengths=[1,2]",
+        "env.image_size=32",
+        "progress=false",
+        f"hydra.run.dir={tmp_path}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "chain len" in proc.stdout and "still to come" in proc.stdout
     rows = json.loads((tmp_path / "summary.json").read_text())
@@ -86,11 +113,25 @@ def test_demo_runs_and_prints_a_summary(tmp_path):
 
 
 def test_recorded_episode_replays_to_tensorboard(tmp_path):
-    proc = run("evaluate", "episodes=1", "task=pick", "record=true", "env.image_size=32", "progress=false",
-               f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path)
+    proc = run(
+        "evaluate",
+        "episodes=1",
+        "task=pick",
+        "record=true",
+        "env.image_size=32",
+        "progress=false",
+        f"hydra.run.dir={tmp_path / 'eval'}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
-    proc = run("replay", "episode=mujoco-train-1-seed0", f"store={tmp_path / 'eval' / 'episodes'}",
-               f"logdir={tmp_path / 'tb'}", f"hydra.run.dir={tmp_path / 'replay'}", cwd=tmp_path)
+    proc = run(
+        "replay",
+        "episode=mujoco-train-1-seed0",
+        f"store={tmp_path / 'eval' / 'episodes'}",
+        f"logdir={tmp_path / 'tb'}",
+        f"hydra.run.dir={tmp_path / 'replay'}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert f"tensorboard --logdir {tmp_path / 'tb'}" in proc.stdout
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))

@@ -1,11 +1,10 @@
 import warnings
 
 import gymnasium as gym
+import intentloop.envs
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
-
-import intentloop.envs
 from intentloop.envs import predicates as P
 from intentloop.envs.scene import BLOCK_HALF
 from intentloop.envs.sim.base import BACKENDS, make_sim
@@ -25,8 +24,11 @@ def rollout(env, seed, steps=20):
 
 
 def flat(obs):
-    return obs if isinstance(obs, np.ndarray) else np.concatenate(
-        [np.asarray(v, np.float64).ravel() for k, v in sorted(obs.items()) if k != "instruction"])
+    return (
+        obs
+        if isinstance(obs, np.ndarray)
+        else np.concatenate([np.asarray(v, np.float64).ravel() for k, v in sorted(obs.items()) if k != "instruction"])
+    )
 
 
 @pytest.mark.parametrize(("env_id", "backend"), CASES)
@@ -122,9 +124,14 @@ def test_heldout_skill_env_samples_only_heldout_goals():
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"backend": "gazebo"}, "unknown backend 'gazebo'"), ({"task": "juggle"}, "unknown task 'juggle'"),
-     ({"split": "test"}, "unknown split"), ({"image_size": 5}, "image_size must be"),
-     ({"render_mode": "human"}, "unknown render_mode"), ({"chain_length": 0}, "chain_length must be")],
+    [
+        ({"backend": "gazebo"}, "unknown backend 'gazebo'"),
+        ({"task": "juggle"}, "unknown task 'juggle'"),
+        ({"split": "test"}, "unknown split"),
+        ({"image_size": 5}, "image_size must be"),
+        ({"render_mode": "human"}, "unknown render_mode"),
+        ({"chain_length": 0}, "chain_length must be"),
+    ],
 )
 def test_bad_tabletop_arguments_fail_with_one_sentence(kwargs, match):
     with pytest.raises(ValueError, match=match) as err:
@@ -132,9 +139,14 @@ def test_bad_tabletop_arguments_fail_with_one_sentence(kwargs, match):
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [({"skill": "fly"}, "unknown skill 'fly'"),
-                                               ({"skill": "pick", "reward_type": "shaped"}, "unknown reward_type"),
-                                               ({"skill": "pick", "reward_scales": {"speed": 1}}, "unknown reward terms")])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"skill": "fly"}, "unknown skill 'fly'"),
+        ({"skill": "pick", "reward_type": "shaped"}, "unknown reward_type"),
+        ({"skill": "pick", "reward_scales": {"speed": 1}}, "unknown reward terms"),
+    ],
+)
 def test_bad_skill_env_arguments(kwargs, match):
     from intentloop.envs.skill_env import SkillEnv
 
@@ -145,4 +157,3 @@ def test_bad_skill_env_arguments(kwargs, match):
 def test_make_sim_rejects_unknown_backend():
     with pytest.raises(ValueError, match="choose one of: mujoco, pybullet"):
         make_sim("isaac")
-

@@ -2,13 +2,10 @@ import io
 import json
 
 import gymnasium as gym
+import intentloop.envs  # noqa: F401
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-import intentloop.envs  # noqa: F401
 from intentloop.agents import HierarchicalAgent, OraclePlanner
 from intentloop.experiments.episode_store import (
     decode_png,
@@ -20,6 +17,8 @@ from intentloop.experiments.episode_store import (
 )
 from intentloop.experiments.replay import write_replay
 from intentloop.policies import ScriptedSkill
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,17 @@
 import pytest
-
 from intentloop.envs.intents import DIRECTIONS, DONE, SKILL_SIGNATURES, Intent, InvalidIntent, parse_intent
 from intentloop.envs.scene import BLOCKS, ZONES
 
 
 @pytest.mark.parametrize(
     "text",
-    ["pick(red_block)", "place(red_block, blue_zone)", "place(green_block, red_block)", "push(yellow_block, left)",
-     "done()"],
+    [
+        "pick(red_block)",
+        "place(red_block, blue_zone)",
+        "place(green_block, red_block)",
+        "push(yellow_block, left)",
+        "done()",
+    ],
 )
 def test_canonical_text_round_trips(text):
     intent = parse_intent(text, BLOCKS, ZONES)

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from intentloop.envs.intents import parse_intent
 from intentloop.envs.scene import BLOCKS, ZONES, sample_layout
 from intentloop.envs.tasks import MAX_CHAIN, Task, TaskSuite, composition, heldout_compositions
@@ -51,10 +50,14 @@ def test_same_seed_same_task_and_instruction():
 
 def test_phrasing_split_gives_unseen_templates():
     layout = sample_layout(np.random.default_rng(0))
-    seen = {TaskSuite(phrasings="train").sample(np.random.default_rng(s), layout, "push").instruction.split()[0]
-            for s in range(40)}
-    unseen = {TaskSuite(phrasings="heldout").sample(np.random.default_rng(s), layout, "push").instruction.split()[0]
-              for s in range(40)}
+    seen = {
+        TaskSuite(phrasings="train").sample(np.random.default_rng(s), layout, "push").instruction.split()[0]
+        for s in range(40)
+    }
+    unseen = {
+        TaskSuite(phrasings="heldout").sample(np.random.default_rng(s), layout, "push").instruction.split()[0]
+        for s in range(40)
+    }
     assert unseen and not (seen & unseen)
 
 
@@ -63,8 +66,9 @@ def test_task_round_trips_through_dict():
     assert Task.from_dict(task.to_dict()) == task
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [({"split": "test"}, "unknown split"),
-                                               ({"phrasings": "poetic"}, "unknown phrasings")])
+@pytest.mark.parametrize(
+    ("kwargs", "match"), [({"split": "test"}, "unknown split"), ({"phrasings": "poetic"}, "unknown phrasings")]
+)
 def test_bad_suite_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TaskSuite(**kwargs)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import numpy as np
-
 from intentloop.envs.scene import Layout
 
 

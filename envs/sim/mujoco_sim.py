@@ -12,7 +12,6 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
-
 from intentloop.envs import scene as S  # noqa: E402
 from intentloop.envs.scene import Layout  # noqa: E402
 from intentloop.envs.sim.base import Sim, look_at  # noqa: E402
@@ -42,8 +41,8 @@ def scene_xml() -> str:
     )
     fingers = "\n".join(
         f'<body name="finger_{side}"><joint name="finger_{side}" type="slide" axis="0 {sign} 0" range="0 0.045" '
-        f'damping="2"/><geom name="finger_{side}" type="box" size="{_v(fh)}" pos="0 {sign * fh[1]} {S.FINGER_Z_OFFSET}" '
-        f'mass="0.02" rgba="0.25 0.25 0.28 1"/></body>'
+        f'damping="2"/><geom name="finger_{side}" type="box" size="{_v(fh)}" '
+        f'pos="0 {sign * fh[1]} {S.FINGER_Z_OFFSET}" mass="0.02" rgba="0.25 0.25 0.28 1"/></body>'
         for side, sign in (("left", 1), ("right", -1))
     )
     inertial = '<inertial pos="0 0 0" mass="0.3" diaginertia="0.001 0.001 0.001"/>'
