@@ -7,6 +7,7 @@ of the wrong type fails when the config is composed, before anything runs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -33,6 +34,7 @@ class PlannerConfig:
 @dataclass
 class SkillsConfig:
     name: str = MISSING  # key of intentloop.policies.SKILL_LIBRARIES
+    path: str | None = None  # learned skills: the run directory of `intentloop train-skills`
 
 
 @dataclass
@@ -67,6 +69,53 @@ class ReplayConfig:
 
 
 @dataclass
+class RLlibConfig:
+    """RLlib settings of skill training: BC on scripted demonstrations, then PPO (policies/rllib_config.py)."""
+
+    num_env_runners: int = 0  # 0: sample in the driver process; more for a cluster
+    num_envs_per_env_runner: int = 8
+    lr: float = 3.0e-4
+    train_batch_size: int = 4000  # env steps per PPO iteration
+    minibatch_size: int = 256
+    num_epochs: int = 10
+    entropy_coeff: float = 0.0
+    clip_param: float = 0.2
+    gamma: float = 0.99
+    lambda_: float = 0.95
+    vf_loss_coeff: float = 0.5
+    bc_iterations: int = 30  # BC warm start; 0 trains PPO from scratch
+    bc_updates_per_iteration: int = 20
+    bc_batch_size: int = 512
+    bc_lr: float = 1.0e-3
+
+
+@dataclass
+class RayConfig:
+    address: str | None = None  # None: a local Ray (or RAY_ADDRESS); "auto" or host:port joins a cluster
+    num_cpus: int | None = 2  # for a local Ray only
+
+
+@dataclass
+class TrainSkillsConfig:
+    skill: str = "pick"  # pick | place | push | all
+    backend: str = "mujoco"
+    reward_type: str = "dense"  # dense | sparse
+    demo_episodes: int = 200  # scripted demonstrations for the BC warm start
+    min_iterations: int = 5  # PPO iterations before the success target may stop training
+    max_iterations: int = 200
+    max_minutes: float = 15.0  # wall-clock budget per skill
+    target_success: float = 0.9  # stop once held-out success (greedy policy) reaches this
+    eval_every: int = 2  # PPO iterations between held-out evaluations
+    eval_episodes: int = 50
+    final_eval_episodes: int = 200
+    seed: int = 0
+    progress: bool = True
+    model: dict[str, Any] = field(default_factory=lambda: {"hidden": [256, 256], "log_std_init": -0.5})
+    rllib: RLlibConfig = field(default_factory=RLlibConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+
+@dataclass
 class DemoConfig:
     backend: str = "mujoco"
     episodes: int = 20  # per evaluated (split, chain length)
@@ -82,5 +131,6 @@ cs = ConfigStore.instance()
 cs.store(name="base_evaluate", node=EvaluateConfig)
 cs.store(name="base_demo", node=DemoConfig)
 cs.store(name="base_replay", node=ReplayConfig)
+cs.store(name="base_train_skills", node=TrainSkillsConfig)
 cs.store(group="planner", name="base_planner", node=PlannerConfig)
 cs.store(group="skills", name="base_skills", node=SkillsConfig)

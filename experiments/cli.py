@@ -11,10 +11,13 @@ COMMANDS = {
         "the main job on embedded defaults: evaluate the closed loop, print a summary",
     ),
     "evaluate": ("intentloop.experiments.evaluate", "run planner + skills in closed loop, write metrics.json"),
+    "train-skills": (
+        "intentloop.experiments.train_skills",
+        "train RLlib skill policies: BC on scripted demos, then PPO",
+    ),
     "replay": ("intentloop.experiments.replay", "write a stored episode to TensorBoard: video, scalars, plan"),
 }
 PLANNED = {
-    "train-skills": "train RLlib skill policies (issue: System 1 skills)",
     "train-planner": "train the VLM planner (issue: System 2 planner)",
     "collect": "collect episodes with Ray actors (issue: self-training loop)",
     "self-train": "collect, reflect, update, promote (issue: self-training loop)",

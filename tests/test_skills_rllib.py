@@ -1,0 +1,157 @@
+"""Learned skills: the RLModule, a real (tiny) RLlib training run, checkpoints and the skill library."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+import intentloop.envs  # noqa: F401
+from intentloop.envs.intents import parse_intent
+from intentloop.envs.skill_env import OBS_DIM, skill_observation
+from intentloop.policies.rllib_config import ACTION_SPACE, OBS_SPACE
+from intentloop.policies.skill_library import RLlibSkills, load_skill_module
+from intentloop.policies.skill_module import SkillModule
+
+CLI = str(Path(sys.executable).parent / "intentloop")
+TINY = [
+    "demo_episodes=3",
+    "rllib.bc_iterations=1",
+    "rllib.bc_updates_per_iteration=2",
+    "rllib.bc_batch_size=32",
+    "rllib.train_batch_size=128",
+    "rllib.minibatch_size=64",
+    "rllib.num_epochs=1",
+    "rllib.num_envs_per_env_runner=2",
+    "max_iterations=1",
+    "eval_episodes=1",
+    "final_eval_episodes=2",
+    "progress=false",
+]
+
+
+def build_module(**model):
+    return RLModuleSpec(
+        module_class=SkillModule,
+        observation_space=OBS_SPACE,
+        action_space=ACTION_SPACE,
+        model_config={"hidden": [32, 32], **model},
+    ).build()
+
+
+def test_module_shapes_without_ray():
+    module = build_module()
+    obs = torch.randn(5, OBS_DIM)
+    out = module.forward_train({Columns.OBS: obs})
+    assert out[Columns.ACTION_DIST_INPUTS].shape == (5, 8)  # mean and log std of 4 action dimensions
+    assert module.compute_values({Columns.OBS: obs}).shape == (5,)
+    actions = module.greedy_action(10 * obs.numpy())
+    assert actions.shape == (5, 4) and np.all(np.abs(actions) <= 1.0)
+
+
+def test_module_carries_its_input_normalisation(tmp_path):
+    mean, std = list(np.arange(OBS_DIM, dtype=float)), [2.0] * OBS_DIM
+    module = build_module(obs_mean=mean, obs_std=std)
+    module.save_to_path(str(tmp_path / "m"))
+    loaded = type(module).from_checkpoint(str(tmp_path / "m"))
+    assert torch.equal(loaded.obs_mean, torch.tensor(mean, dtype=torch.float32))
+    x = np.random.default_rng(0).normal(size=(3, OBS_DIM)).astype(np.float32)
+    assert np.array_equal(loaded.greedy_action(x), module.greedy_action(x))
+    with pytest.raises(ValueError, match="obs_mean and obs_std must have 31 entries"):
+        build_module(obs_mean=[0.0] * 3)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("skills")
+    env = {**os.environ, "MUJOCO_GL": "egl"}
+    proc = subprocess.run(
+        [CLI, "train-skills", "skill=all", *TINY, f"hydra.run.dir={run_dir}"],
+        cwd=run_dir,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir
+
+
+def test_training_writes_checkpoints_metrics_and_curves(trained):
+    for skill in ("pick", "place", "push"):
+        out = trained / skill
+        assert (out / "checkpoint" / "learner_group").is_dir() and (out / "module").is_dir()
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["ppo_iterations"] == 1 and metrics["heldout_episodes"] == 2
+        assert 0.0 <= metrics["heldout_success"] <= 1.0 and metrics["expert_success"] == 1.0
+        assert "rollout/return" in metrics["curve"][1]
+    assert list((trained / "tb").glob("events.out.tfevents.*"))
+
+
+def test_skill_library_loads_without_ray_and_acts_batched(trained):
+    import ray
+
+    skills = RLlibSkills(trained)
+    assert not ray.is_initialized()
+    env = gym.make("intentloop/Tabletop-v0", task="push", image=False)
+    obs, info = env.reset(seed=0)
+    intent = info["task"].intents[0]
+    skills.reset(intent, obs)
+    action = skills.act(obs)
+    assert action.shape == (4,) and np.all(np.abs(action) <= 1)
+    pick = parse_intent("pick(red_block)")
+    intents, observations = [intent, pick] * 32, [obs] * 64
+    batch = skills.act_batch(intents, observations, observations)
+    assert batch.shape == (64, 4)
+    assert np.allclose(batch[0], action, atol=1e-6)
+    expected = skills.modules["pick"].greedy_action(skill_observation(pick, obs, obs)[None])[0]
+    assert np.allclose(batch[1], expected, atol=1e-6)
+
+
+def test_evaluate_runs_the_closed_loop_with_learned_skills(trained, tmp_path):
+    proc = subprocess.run(
+        [
+            CLI,
+            "evaluate",
+            "skills=rllib",
+            f"skills.path={trained}",
+            "episodes=1",
+            "task=pick",
+            "env.image=false",
+            "agent.max_steps_per_intent=5",
+            "progress=false",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["config"]["skills"] == {"name": "rllib", "path": str(trained)}
+    assert metrics["per_intent_success"]["pick"]["n"] >= 1
+
+
+def test_missing_corrupt_and_incompatible_checkpoints_fail_clearly(trained, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint for skill 'push' at .*push/module"):
+        load_skill_module(tmp_path, "push")
+    (tmp_path / "pick" / "module").mkdir(parents=True)
+    (tmp_path / "pick" / "module" / "class_and_ctor_args.pkl").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match=r"checkpoint of skill 'pick' at .*pick/module cannot be loaded"):
+        load_skill_module(tmp_path, "pick")
+    small = RLModuleSpec(
+        module_class=SkillModule,
+        observation_space=gym.spaces.Box(-1, 1, (5,), np.float32),
+        action_space=ACTION_SPACE,
+        model_config={"hidden": [8]},
+    ).build()
+    small.save_to_path(str(tmp_path / "place" / "module"))
+    with pytest.raises(ValueError, match="incompatible"):
+        load_skill_module(tmp_path, "place")
