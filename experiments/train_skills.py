@@ -22,18 +22,17 @@ from pathlib import Path
 
 import gymnasium as gym
 import hydra
+import intentloop.configs.schema  # noqa: F401  (registers the config schemas)
 import numpy as np
 import ray
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
-from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
-
-import intentloop.configs.schema  # noqa: F401  (registers the config schemas)
 from intentloop.envs import SKILL_ENVS
 from intentloop.experiments.common import user_errors
 from intentloop.policies.demos import obs_statistics, record_demos, write_demos
 from intentloop.policies.rllib_config import build_bc, build_ppo, module_spec
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
 
 EVAL_SEED = 100_000  # evaluation seeds start here, far from the demonstration and training seeds
 RL_MODULE = ("learner_group", "learner", "rl_module", "default_policy")  # inside an Algorithm checkpoint

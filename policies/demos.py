@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import gymnasium as gym
+import intentloop.envs  # noqa: F401  (registers the env ids)
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm import tqdm
-
-import intentloop.envs  # noqa: F401  (registers the env ids)
 from intentloop.envs import SKILL_ENVS
 from intentloop.policies.scripted import ScriptedSkill
+from tqdm import tqdm
 
 COLUMNS = ("eps_id", "obs", "actions", "rewards", "new_obs", "terminateds", "truncateds")  # RLlib's offline SCHEMA
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+from intentloop.envs import SKILL_ENVS
+from intentloop.envs.skill_env import OBS_DIM
+from intentloop.policies.skill_module import SkillModule
 from ray.rllib.algorithms.bc import BCConfig
 from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.tune.registry import register_env
-
-from intentloop.envs import SKILL_ENVS
-from intentloop.envs.skill_env import OBS_DIM
-from intentloop.policies.skill_module import SkillModule
 
 OBS_SPACE = gym.spaces.Box(-10.0, 10.0, (OBS_DIM,), np.float32)
 ACTION_SPACE = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)

@@ -11,10 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from ray.rllib.core.rl_module.rl_module import RLModule
-
 from intentloop.envs.intents import MOTOR_SKILLS, Intent
 from intentloop.envs.skill_env import OBS_DIM, skill_observation
+from ray.rllib.core.rl_module.rl_module import RLModule
 
 
 def load_skill_module(path: str | Path, skill: str) -> RLModule:

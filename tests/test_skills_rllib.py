@@ -7,18 +7,17 @@ import sys
 from pathlib import Path
 
 import gymnasium as gym
+import intentloop.envs  # noqa: F401
 import numpy as np
 import pytest
 import torch
-from ray.rllib.core.columns import Columns
-from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-
-import intentloop.envs  # noqa: F401
 from intentloop.envs.intents import parse_intent
 from intentloop.envs.skill_env import OBS_DIM, skill_observation
 from intentloop.policies.rllib_config import ACTION_SPACE, OBS_SPACE
 from intentloop.policies.skill_library import RLlibSkills, load_skill_module
 from intentloop.policies.skill_module import SkillModule
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 CLI = str(Path(sys.executable).parent / "intentloop")
 TINY = [
