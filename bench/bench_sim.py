@@ -7,9 +7,10 @@ For each backend, two pairs are timed in alternating rounds (so machine noise hi
 
 - step:   ``env.step`` of ``intentloop/Tabletop-v0`` (``image=False``, through ``gym.make``'s wrappers)
           against a raw loop on the same model and frame skip (``mujoco.mj_step(m, d, nstep=frame_skip)`` /
-          ``frame_skip`` x ``stepSimulation``), with the same servo targets.
+          ``frame_skip`` x ``stepSimulation`` after setting the motors), with the same servo targets.
 - render: ``env.render()`` at the observation size against the raw renderer on the same world
-          (``mujoco.Renderer.update_scene + render`` / ``getCameraImage`` with ``ER_TINY_RENDERER``).
+          (``mujoco.Renderer.update_scene + render`` / ``getCameraImage`` with ``ER_TINY_RENDERER``,
+          no shadows, no segmentation mask: the settings the env uses).
 
 The ratio is raw time / our time per call: 1.0 means no overhead; the goal is >= 0.8. Medians over rounds.
 """
@@ -49,24 +50,23 @@ def raw_mujoco(sim, frame_skip: int, size: int):
 
 def raw_pybullet(sim, frame_skip: int, size: int):
     import pybullet as pb
+    from intentloop.envs import scene as S
+    from intentloop.envs.sim import bullet_sim as B
 
-    client, body, joints = sim.client, sim.robot, sim.motor_joints
-    view, proj = sim.view_matrix, sim.projection_matrix
+    client, body = sim.client, sim.robot
+    forces, gains = [B.GANTRY_FORCE] * 3 + [B.FINGER_FORCE] * 2, [B.GANTRY_GAIN] * 3 + [B.FINGER_GAIN] * 2
+    view = client.computeViewMatrix(S.CAMERA_POS.tolist(), S.CAMERA_TARGET.tolist(), [0.0, 0.0, 1.0])
+    proj = client.computeProjectionMatrixFOV(S.CAMERA_FOVY, 1.0, B.CAMERA_NEAR, B.CAMERA_FAR)
 
     def step(ctrl):
-        client.setJointMotorControlArray(
-            body,
-            joints,
-            pb.POSITION_CONTROL,
-            targetPositions=[*ctrl, ctrl[3]],
-            forces=sim.motor_forces,
-            positionGains=sim.position_gains,
-        )
+        client.setJointMotorControlArray(body, B.JOINTS, pb.POSITION_CONTROL, targetPositions=[*ctrl, ctrl[3]],
+                                         forces=forces, positionGains=gains)
         for _ in range(frame_skip):
             client.stepSimulation()
 
     def render():
-        return client.getCameraImage(size, size, view, proj, renderer=pb.ER_TINY_RENDERER, shadow=0)[2]
+        flags = pb.ER_NO_SEGMENTATION_MASK
+        return client.getCameraImage(size, size, view, proj, renderer=pb.ER_TINY_RENDERER, shadow=0, flags=flags)[2]
 
     return step, render
 
