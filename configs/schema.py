@@ -83,7 +83,7 @@ class RLlibConfig:
     gamma: float = 0.99
     lambda_: float = 0.95
     vf_loss_coeff: float = 0.5
-    bc_iterations: int = 30  # BC warm start; 0 trains PPO from scratch
+    bc_iterations: int = 60  # BC warm start; 0 trains PPO from scratch
     bc_updates_per_iteration: int = 20
     bc_batch_size: int = 512
     bc_lr: float = 1.0e-3
@@ -106,7 +106,7 @@ class TrainSkillsConfig:
     max_minutes: float = 15.0  # wall-clock budget per skill
     target_success: float = 0.9  # stop once held-out success (greedy policy) reaches this
     eval_every: int = 2  # PPO iterations between held-out evaluations
-    eval_episodes: int = 50
+    eval_episodes: int = 100
     final_eval_episodes: int = 200
     seed: int = 0
     progress: bool = True
