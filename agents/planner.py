@@ -71,7 +71,13 @@ class OraclePlanner:
 PLANNERS = {"oracle": OraclePlanner}
 
 
-def make_planner(name: str) -> Planner:
+def make_planner(cfg) -> Planner:
+    """A planner from its name or its config node (``planner=vlm planner.model_path=...``)."""
+    name = cfg if isinstance(cfg, str) else cfg.name
+    if name == "vlm":
+        from intentloop.agents.vlm import VLMPlanner  # transformers is imported only when asked for
+
+        return VLMPlanner() if isinstance(cfg, str) else VLMPlanner.from_config(cfg)
     if name not in PLANNERS:
-        raise ValueError(f"unknown planner {name!r}; available: {', '.join(PLANNERS)}")
+        raise ValueError(f"unknown planner {name!r}; available: {', '.join([*PLANNERS, 'vlm'])}")
     return PLANNERS[name]()

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from intentloop.envs.skill_env import OBS_DIM
 from intentloop.policies.skill_library import load_skill_module
 

@@ -15,10 +15,10 @@ COMMANDS = {
         "intentloop.experiments.train_skills",
         "train RLlib skill policies: BC on scripted demos, then PPO",
     ),
+    "train-planner": ("intentloop.experiments.train_planner", "train the VLM planner on oracle demonstrations"),
     "replay": ("intentloop.experiments.replay", "write a stored episode to TensorBoard: video, scalars, plan"),
 }
 PLANNED = {
-    "train-planner": "train the VLM planner (issue: System 2 planner)",
     "collect": "collect episodes with Ray actors (issue: self-training loop)",
     "self-train": "collect, reflect, update, promote (issue: self-training loop)",
 }

@@ -51,7 +51,7 @@ def make_env(cfg: DictConfig, split: str, chain_length: int, task: str = "chain"
     )
 
 
-def make_agent(cfg: DictConfig, planner: str, skills: str) -> HierarchicalAgent:
+def make_agent(cfg: DictConfig, planner, skills: str) -> HierarchicalAgent:
     return HierarchicalAgent(
         make_planner(planner),
         make_skills(skills, cfg.env.max_delta, cfg.skills.get("path") if "skills" in cfg else None),

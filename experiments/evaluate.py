@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 import hydra
-import intentloop.configs.schema  # noqa: F401  (registers the config schemas)
+import intentloop.configs.planner_schema  # noqa: F401  (registers the config schemas, planner=vlm included)
 from hydra.core.hydra_config import HydraConfig
 from intentloop.experiments.common import make_agent, make_env, user_errors
 from intentloop.experiments.episode_store import episode_row, write_shard
@@ -38,7 +38,7 @@ def main(cfg: DictConfig) -> dict:
         raise ValueError(f"episodes must be >= 1, got {cfg.episodes}")
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     env = make_env(cfg, cfg.split, cfg.chain_length, cfg.task)
-    agent = make_agent(cfg, cfg.planner.name, cfg.skills.name)
+    agent = make_agent(cfg, cfg.planner, cfg.skills.name)
     agent.record = cfg.record
     seeds = list(range(cfg.seed, cfg.seed + cfg.episodes))
     metrics, results = evaluate(env, agent, seeds, cfg.progress, desc=f"evaluate {cfg.backend}")

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import intentloop.configs.schema  # noqa: F401
+import intentloop.configs.planner_schema  # noqa: F401
 import pytest
 from hydra import compose, initialize_config_module
 from intentloop.experiments.cli import COMMANDS, PLANNED, main
@@ -36,7 +36,7 @@ def test_every_app_config_composes(name):
     with initialize_config_module("intentloop.configs", version_base="1.3"):
         cfg = compose(name)
     assert type(cfg._metadata.object_type).__name__ == "type", "every app config extends a structured schema"
-    assert cfg._metadata.object_type.__name__.lower() == f"{name}config"
+    assert cfg._metadata.object_type.__name__.lower() == f"{name.replace('_', '')}config"
 
 
 def test_evaluate_writes_metrics_json(tmp_path):

@@ -1,0 +1,92 @@
+"""Settings of the VLM planner: the default model's sizes, the training data and the training loop.
+
+Plain dataclasses with no heavy imports, so the Hydra schemas (configs/planner_schema.py) can use them as
+they are. Each ``__post_init__`` names the bad value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class VLMModelConfig:
+    """The default planner: a tiny Llava (CLIP vision tower + Llama text model), built here, never downloaded."""
+
+    image_size: int = 96  # square camera image, pixels; the env's image_size
+    patch_size: int = 24  # (96 / 24)^2 = 16 image tokens
+    vision_hidden: int = 64
+    vision_layers: int = 2
+    vision_heads: int = 2
+    text_hidden: int = 128
+    text_layers: int = 3
+    text_heads: int = 4
+    text_intermediate: int = 384
+    max_positions: int = 512  # longest prompt + intent, tokens
+    seed: int = 0  # weight initialisation
+
+    def __post_init__(self):
+        if self.image_size % self.patch_size:
+            raise ValueError(
+                f"`image_size` must be a multiple of `patch_size`. Got {self.image_size}, {self.patch_size}."
+            )
+        for hidden, heads, what in (
+            (self.vision_hidden, self.vision_heads, "vision"),
+            (self.text_hidden, self.text_heads, "text"),
+        ):
+            if hidden % heads:
+                raise ValueError(f"`{what}_hidden` must be a multiple of `{what}_heads`. Got {hidden}, {heads}.")
+
+    @property
+    def image_tokens(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+
+@dataclass
+class DataSettings:
+    """Supervised examples from the scripted oracle on the train split (see agents/vlm/data.py)."""
+
+    episodes: list[int] = field(default_factory=lambda: [300, 300, 400, 500, 700])  # per chain length 1, 2, ...
+    seed: int = 100_000  # episode i uses seed + i; far from the evaluation seeds 0..N
+    noise: float = 0.1  # fraction of steps that execute a random intent instead (the label stays the oracle's)
+    backend: str = "mujoco"
+    image_size: int = 96
+    val_fraction: float = 0.05  # episodes kept for validation
+
+    def __post_init__(self):
+        if not self.episodes or len(self.episodes) > 5 or any(n < 0 for n in self.episodes):
+            raise ValueError(
+                f"`episodes` must list 1 to 5 episode counts >= 0 (chain lengths 1..5). Got {self.episodes}."
+            )
+        if not 0.0 <= self.noise < 1.0:
+            raise ValueError(f"`noise` must be in [0, 1). Got {self.noise}.")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"`val_fraction` must be in [0, 1). Got {self.val_fraction}.")
+
+
+@dataclass
+class TrainSettings:
+    """The supervised fine-tuning loop (see agents/vlm/training.py)."""
+
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 1.0e-3  # peak, after a linear warmup; cosine decay to 10 %
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    max_history: int = 12  # outcomes shown in the prompt, most recent last
+    arg_noise: float = 0.0  # fraction of intents whose teacher-forced first argument is swapped (training._target)
+    log_every: int = 25  # steps between TensorBoard scalars
+    eval_every: int = 250  # steps between validation passes
+    max_minutes: float | None = None  # stop early after this much wall time
+    threads: int = 1  # torch CPU threads; more than the free cores is many times slower, not faster
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "log_every", "eval_every", "threads", "max_history"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1. Got {getattr(self, name)}.")
+        if not 0.0 <= self.arg_noise < 1.0:
+            raise ValueError(f"`arg_noise` must be in [0, 1). Got {self.arg_noise}.")
+        if self.lr <= 0:
+            raise ValueError(f"`lr` must be > 0. Got {self.lr}.")

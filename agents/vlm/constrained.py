@@ -1,0 +1,135 @@
+"""Constrained decoding: the model can only write a grammatical intent over the objects in the scene.
+
+Every valid intent text for the scene (skills x blocks x targets or directions, and ``done()``) is tokenised
+with the model's own tokenizer into a trie over token ids. During ``generate``, `IntentConstraint` masks
+every token that would leave the trie and `IntentComplete` stops a row as soon as only one intent can still
+follow (``pick( red`` can only end as ``pick(red_block)``), so no forward pass is spent on forced tokens;
+`IntentTrie.decode` completes it. Any tokenizer works, word-level or BPE, and every output parses with
+``parse_intent(text, blocks, zones)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import torch
+from intentloop.envs.intents import (
+    BLOCK,
+    DIRECTION,
+    DIRECTIONS,
+    SKILL_SIGNATURES,
+    TARGET,
+    Intent,
+    InvalidIntent,
+    check_in_scene,
+)
+from intentloop.envs.scene import BLOCKS, ZONES
+from transformers import LogitsProcessor, StoppingCriteria
+
+
+def valid_intents(blocks: tuple[str, ...] = BLOCKS, zones: tuple[str, ...] = ZONES) -> list[str]:
+    """The canonical text of every intent that `parse_intent` accepts in a scene of ``blocks`` and ``zones``."""
+    blocks, zones = tuple(blocks), tuple(zones)
+    choices = {BLOCK: blocks, TARGET: blocks + zones, DIRECTION: tuple(DIRECTIONS)}
+    texts = []
+    for skill, kinds in SKILL_SIGNATURES.items():
+        for args in itertools.product(*(choices[k] for k in kinds)):
+            try:
+                check_in_scene(Intent(skill, args), blocks, zones)
+            except InvalidIntent:  # e.g. a block placed on itself
+                continue
+            texts.append(str(Intent(skill, args)))
+    return texts
+
+
+@dataclass
+class _Node:
+    children: dict[int, _Node] = field(default_factory=dict)
+    text: str | None = None  # the intent spelled by the path to this node, if complete
+    allowed: torch.Tensor | None = None  # token ids that may follow
+    only: str | None = None  # the one intent this prefix can still become, if just one
+
+
+class IntentTrie:
+    """Token-id trie of ``texts`` as ``tokenizer`` spells them (no special tokens)."""
+
+    def __init__(self, tokenizer, texts: list[str]):
+        self.eos, self.pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+        if self.pad is None:
+            self.pad = self.eos if self.eos is not None else 0
+        self.root, spelled = _Node(), {}
+        for text in texts:
+            ids = tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
+            if not ids or (tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids):
+                raise ValueError(f"the planner's tokenizer cannot spell the intent {text!r} (unknown token)")
+            if ids in spelled:
+                raise ValueError(f"the planner's tokenizer spells {spelled[ids]!r} and {text!r} the same way")
+            spelled[ids] = text
+            node = self.root
+            for i in ids:
+                node = node.children.setdefault(i, _Node())
+            node.text = text
+        self.max_len = max(len(ids) for ids in spelled)
+        self._finish(self.root)
+
+    def _finish(self, node: _Node) -> list[str]:
+        """Fill ``allowed`` and ``only`` below ``node``; returns the intents of its subtree."""
+        allowed = list(node.children)
+        if node.text is not None and node.children:  # a whole intent that is also a prefix: eos ends it
+            if self.eos is None:
+                raise ValueError(f"intent {node.text!r} is a prefix of another and the tokenizer has no eos token")
+            allowed.append(self.eos)
+        node.allowed = torch.tensor(allowed, dtype=torch.long)
+        below = [node.text] if node.text is not None else []
+        for child in node.children.values():
+            below += self._finish(child)
+        node.only = below[0] if len(below) == 1 else None
+        return below
+
+    def walk(self, ids: list[int]) -> _Node | None:
+        """The node reached by ``ids``, or None once they leave the trie (eos or padding after an intent)."""
+        node = self.root
+        for i in ids:
+            node = node.children.get(i)
+            if node is None:
+                return None
+        return node
+
+    def decode(self, ids: list[int]) -> str:
+        """The intent that the start of ``ids`` determines (what follows is eos or padding)."""
+        node = self.root
+        for i in ids:
+            if node.only is not None or i not in node.children:
+                break
+            node = node.children[i]
+        text = node.only or node.text
+        if text is None:
+            raise RuntimeError(f"the constrained decoder stopped before an intent was determined: ids {ids}")
+        return text
+
+
+class IntentConstraint(LogitsProcessor):
+    """Masks every token that does not continue a valid intent; rows that have finished may only pad."""
+
+    def __init__(self, trie: IntentTrie, prompt_len: int):
+        self.trie, self.prompt_len = trie, prompt_len
+        self.finished = torch.tensor([trie.pad])
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        mask = torch.full_like(scores, float("-inf"))  # (B, V)
+        for row, ids in enumerate(input_ids[:, self.prompt_len :].tolist()):
+            node = self.trie.walk(ids)
+            mask[row, self.finished if node is None or node.only is not None else node.allowed] = 0.0
+        return scores + mask
+
+
+class IntentComplete(StoppingCriteria):
+    """True for a row once only one intent can follow (or it ended one with eos)."""
+
+    def __init__(self, trie: IntentTrie, prompt_len: int):
+        self.trie, self.prompt_len = trie, prompt_len
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        nodes = [self.trie.walk(ids) for ids in input_ids[:, self.prompt_len :].tolist()]
+        return torch.tensor([n is None or n.only is not None for n in nodes], dtype=torch.bool, device=input_ids.device)

@@ -1,0 +1,127 @@
+"""Supervised examples for the planner, from the scripted oracle on the train split only.
+
+`collect_examples` runs `OraclePlanner` + `ScriptedSkill` through `HierarchicalAgent` in
+``intentloop/Tabletop-v0`` (``split="train"``, train phrasings) for chains of 1 to 5 intents, and records
+every planner call as (camera image, instruction, history, the oracle's intent). The env ends an episode as
+soon as its last subgoal holds, before the agent asks again, so that final ``done()`` example is added here.
+With ``noise > 0`` that fraction of calls executes a random valid intent instead while the label stays the
+oracle's, so the histories also hold failures and detours and the planner learns to recover from them.
+
+The env runs with ``image=False`` and the camera is rendered only when the planner is asked (the env's own
+render call, so the image is the one the env would have returned): most steps then skip the renderer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import intentloop.envs  # noqa: F401  (registers the env ids)
+import numpy as np
+from intentloop.agents.agent import EpisodeResult, HierarchicalAgent
+from intentloop.agents.planner import IntentOutcome, OraclePlanner, PlannerInput
+from intentloop.agents.vlm.configuration import DataSettings
+from intentloop.agents.vlm.constrained import valid_intents
+from intentloop.envs.intents import DONE
+from intentloop.envs.world import image_shape
+from intentloop.policies import ScriptedSkill
+from tqdm import tqdm
+
+
+@dataclass(frozen=True)
+class Example:
+    image: np.ndarray  # (H, W, 3) uint8, the camera when the intent was asked for
+    instruction: str
+    history: tuple[IntentOutcome, ...]
+    target: str  # the oracle's intent, canonical text
+    episode: int  # which collected episode it comes from
+
+
+class _Teacher:
+    """Asks the oracle, records the example, and now and then executes a random intent instead."""
+
+    name = "oracle"
+
+    def __init__(self, rng: np.random.Generator, noise: float, image_size: int):
+        self.oracle, self.rng, self.noise = OraclePlanner(), rng, noise
+        self.height, self.width = image_shape(image_size)
+        self.env: gym.Env | None = None  # the env being run, for its camera
+        self.detours = [t for t in valid_intents() if t != str(DONE)]
+        self.examples: list[Example] = []
+        self.episode = 0
+
+    def reset(self) -> None:
+        pass
+
+    def plan(self, inp: PlannerInput) -> str:
+        target = self.oracle.plan(inp)
+        image = self.env.unwrapped.world.sim.render(self.width, self.height)  # as the env's _obs() renders
+        self.examples.append(Example(image, inp.instruction, tuple(inp.history), target, self.episode))
+        if target != str(DONE) and self.rng.random() < self.noise:
+            return str(self.rng.choice([t for t in self.detours if t != target]))
+        return target
+
+    def finish(self, result: EpisodeResult) -> None:
+        """After a successful episode: the ``done()`` the planner should say next, unless it was asked already."""
+        last = self.examples[-1] if self.examples else None
+        if result.success and not (last and last.episode == self.episode and last.target == str(DONE)):
+            image = self.env.unwrapped.world.sim.render(self.width, self.height)
+            self.examples.append(Example(image, result.instruction, tuple(result.outcomes), str(DONE), self.episode))
+
+
+def collect_examples(settings: DataSettings | None = None, progress: bool = True) -> list[Example]:
+    """Examples from ``sum(settings.episodes)`` train-split episodes; episode i uses seed ``settings.seed + i``."""
+    s = settings or DataSettings()
+    teacher = _Teacher(np.random.default_rng(s.seed), s.noise, s.image_size)
+    bar = tqdm(total=sum(s.episodes), desc="collect planner data", unit="ep", disable=not progress)
+    for length, count in enumerate(s.episodes, 1):
+        if count == 0:
+            continue
+        env = gym.make("intentloop/Tabletop-v0", backend=s.backend, chain_length=length, split="train", image=False)
+        teacher.env = env
+        agent = HierarchicalAgent(teacher, ScriptedSkill())
+        for _ in range(count):
+            teacher.finish(agent.run_episode(env, seed=s.seed + teacher.episode))
+            teacher.episode += 1
+            bar.update()
+        env.close()
+    bar.close()
+    return teacher.examples
+
+
+def split_examples(examples: list[Example], val_fraction: float, seed: int = 0) -> tuple[list, list]:
+    """(train, validation), split by episode so no validation instruction is seen in training."""
+    episodes = sorted({e.episode for e in examples})
+    n_val = int(round(val_fraction * len(episodes)))
+    val = set(np.random.default_rng(seed).permutation(episodes)[:n_val].tolist())
+    return [e for e in examples if e.episode not in val], [e for e in examples if e.episode in val]
+
+
+def save_examples(path: str | Path, examples: list[Example]) -> None:
+    meta = [
+        {
+            "instruction": e.instruction,
+            "history": [asdict(o) for o in e.history],
+            "target": e.target,
+            "episode": e.episode,
+        }
+        for e in examples
+    ]
+    np.savez_compressed(path, images=np.stack([e.image for e in examples]), meta=np.array(json.dumps(meta)))
+
+
+def load_examples(path: str | Path) -> list[Example]:
+    """Examples written by `save_examples`; a missing or unreadable file fails with one sentence."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no planner data at {path}: the file does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            images, meta = f["images"], json.loads(str(f["meta"]))
+        return [
+            Example(img, m["instruction"], tuple(IntentOutcome(**o) for o in m["history"]), m["target"], m["episode"])
+            for img, m in zip(images, meta, strict=True)
+        ]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"planner data {path} is corrupt ({type(e).__name__}: {e})") from e

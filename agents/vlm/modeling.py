@@ -1,0 +1,95 @@
+"""The planner's model and processor: the tiny default built from a config, or any local HF checkpoint.
+
+``build_default_model(VLMModelConfig())`` composes a Llava from a CLIP vision tower and a Llama text model
+with the task-vocabulary tokenizer; nothing is downloaded. ``load_model(path)`` reads a ``save_pretrained``
+folder of any image-text-to-text family with ``AutoModelForImageTextToText`` and ``AutoProcessor``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from intentloop.agents.vlm.configuration import VLMModelConfig
+from intentloop.agents.vlm.tokenizer import IMAGE, build_tokenizer
+from transformers import (
+    AutoModelForImageTextToText,
+    AutoProcessor,
+    CLIPImageProcessorPil,
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+)
+
+
+def build_default_model(config: VLMModelConfig | None = None):
+    """A randomly initialised tiny Llava and its processor; the same ``config.seed`` gives the same weights."""
+    c = config or VLMModelConfig()
+    tokenizer = build_tokenizer()
+    vision = CLIPVisionConfig(
+        hidden_size=c.vision_hidden,
+        intermediate_size=2 * c.vision_hidden,
+        num_hidden_layers=c.vision_layers,
+        num_attention_heads=c.vision_heads,
+        image_size=c.image_size,
+        patch_size=c.patch_size,
+    )
+    text = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=c.text_hidden,
+        intermediate_size=c.text_intermediate,
+        num_hidden_layers=c.text_layers,
+        num_attention_heads=c.text_heads,
+        num_key_value_heads=c.text_heads,
+        max_position_embeddings=c.max_positions,
+        tie_word_embeddings=True,  # the intent's colour token is the instruction's own embedding
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE),
+        image_seq_length=c.image_tokens,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",  # drop CLS: image_tokens patch embeddings
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(c.seed)
+        model = LlavaForConditionalGeneration(config)
+    size = {"height": c.image_size, "width": c.image_size}
+    image_processor = CLIPImageProcessorPil(size=size, crop_size=size, do_center_crop=False)
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=c.patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,  # CLIP's CLS
+    )
+    return model.eval(), processor
+
+
+def _cause(e: Exception, folder: Path) -> str:
+    """The first clause of an exception message, without the folder's path."""
+    text = str(e).replace(str(folder), "the folder").strip().splitlines()
+    return (text[0].split(". ")[0] if text else type(e).__name__)[:160]
+
+
+def load_model(path: str | Path):
+    """Model and processor from a ``save_pretrained`` folder; a missing or corrupt one fails with one sentence."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no planner checkpoint at {path}: the directory does not exist")
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"the planner checkpoint at {path} has no config.json: it is not a save_pretrained folder")
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(folder)
+        processor = AutoProcessor.from_pretrained(folder)
+    except Exception as e:  # noqa: BLE001  (transformers raises many types; the user needs the path and the cause)
+        raise ValueError(f"the planner checkpoint at {path} is corrupt or incomplete ({_cause(e, folder)})") from e
+    if not hasattr(processor, "image_processor") or not hasattr(processor, "tokenizer"):
+        raise ValueError(f"the planner checkpoint at {path} has no image-text processor (processor_config.json)")
+    return model.eval(), processor

@@ -1,0 +1,180 @@
+"""Supervised training of the planner: predict the oracle's next intent, loss on the intent tokens only.
+
+    model, processor = build_default_model()
+    metrics = train_planner(model, processor, train, val, "runs/planner", TrainSettings(steps=500))
+
+Each example is ``prompt ids + intent ids + eos``, right-padded (positions match inference), labels -100
+on the prompt and the padding. AdamW with linear warmup and cosine decay, gradient clipping, a tqdm bar,
+TensorBoard scalars (``train/loss``, ``train/token_accuracy``, ``train/exact_match``, ``val/...``, ``train/lr``)
+and ``save_pretrained`` of model and processor into ``out_dir`` at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from intentloop.agents.vlm.configuration import TrainSettings
+from intentloop.agents.vlm.data import Example
+from intentloop.agents.vlm.processing import build_prompt
+from intentloop.envs.intents import Intent, parse_intent
+from intentloop.envs.scene import BLOCKS
+from intentloop.envs.tasks import composition
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+LOSS, TOKEN_ACCURACY, EXACT_MATCH, LR = "loss", "token_accuracy", "exact_match", "lr"
+
+
+def _target(tok, text: str, eos: list[int], arg_noise: float, rng: np.random.Generator | None, seen: set):
+    """(input ids, label ids) of an intent. With probability ``arg_noise`` the teacher-forced input names another
+    block as the first argument (labels unchanged), so the later arguments must be read from the instruction
+    rather than from the block just written. Only swaps into compositions in ``seen`` (the training targets):
+    the input never shows a composition that training does not have."""
+    ids = tok(text, add_special_tokens=False)["input_ids"] + eos
+    intent = parse_intent(text)
+    if rng is None or not intent.args or rng.random() >= arg_noise:
+        return torch.tensor(ids), torch.tensor(ids)
+    others = [b for b in BLOCKS if b != intent.args[0] and (intent.skill, b, *intent.args[1:]) in seen]
+    if not others:
+        return torch.tensor(ids), torch.tensor(ids)
+    swapped = Intent(intent.skill, (str(rng.choice(others)), *intent.args[1:]))
+    swapped_ids = tok(str(swapped), add_special_tokens=False)["input_ids"] + eos
+    return torch.tensor(swapped_ids if len(swapped_ids) == len(ids) else ids), torch.tensor(ids)
+
+
+def make_batch(
+    processor,
+    examples: list[Example],
+    max_history: int,
+    arg_noise: float = 0.0,
+    rng: np.random.Generator | None = None,
+    seen: set | None = None,
+) -> dict[str, torch.Tensor]:
+    """Model inputs with ``labels``: (B, T) ids, mask and labels, plus the processor's image tensors.
+    ``arg_noise``, ``rng`` and ``seen`` (compositions of the training targets): see `_target`."""
+    tok = processor.tokenizer
+    eos = [] if tok.eos_token_id is None else [tok.eos_token_id]
+    rows, images = [], []
+    for e in examples:
+        prompt = build_prompt(processor, e.instruction, e.history, max_history)
+        enc = processor(text=[prompt], images=[[e.image]], return_tensors="pt")
+        rows.append((enc.pop("input_ids")[0], *_target(tok, e.target, eos, arg_noise, rng, seen or set())))
+        enc.pop("attention_mask", None)
+        images.append(enc)
+    width = max(len(p) + len(t) for p, t, _ in rows)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, (prompt, target_in, target) in enumerate(rows):
+        n = len(prompt) + len(target)
+        ids[r, :n], mask[r, :n], labels[r, len(prompt) : n] = torch.cat([prompt, target_in]), 1, target
+    extra = {k: torch.cat([x[k] for x in images]) for k in images[0]}
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels, **extra}
+
+
+def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """Teacher-forced (token accuracy, exact match of whole intents): exact match = greedy gets it right."""
+    pred, gold = logits[:, :-1].argmax(-1), labels[:, 1:]  # (B, T-1)
+    scored = gold != -100
+    right = (pred == gold) | ~scored
+    return float(right[scored].float().mean()), float(right.all(dim=1).float().mean())
+
+
+@torch.no_grad()
+def evaluate_examples(model, processor, examples: list[Example], max_history: int = 12, batch_size: int = 64) -> dict:
+    """Mean loss, token accuracy and exact match over ``examples``."""
+    was_training, totals, n = model.training, np.zeros(3), 0
+    model.eval()
+    for i in range(0, len(examples), batch_size):
+        chunk = examples[i : i + batch_size]
+        batch = make_batch(processor, chunk, max_history)
+        out = model(**batch)
+        totals += len(chunk) * np.array([float(out.loss), *_accuracy(out.logits, batch["labels"])])
+        n += len(chunk)
+    model.train(was_training)
+    return dict(zip((LOSS, TOKEN_ACCURACY, EXACT_MATCH), (totals / max(n, 1)).tolist(), strict=True))
+
+
+def _lr_factor(step: int, s: TrainSettings) -> float:
+    if step < s.warmup_steps:
+        return (step + 1) / s.warmup_steps
+    progress = (step - s.warmup_steps) / max(1, s.steps - s.warmup_steps)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _batches(n: int, batch_size: int, rng: np.random.Generator):
+    """Index batches over shuffled epochs, forever."""
+    while True:
+        order = rng.permutation(n)
+        for i in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
+            yield order[i : i + batch_size]
+
+
+def _train_step(model, batch: dict, optimizer, grad_clip: float) -> list[float]:
+    """One AdamW step; returns [loss, token accuracy, exact match] of the batch."""
+    out = model(**batch)
+    out.loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return [float(out.loss.detach()), *_accuracy(out.logits.detach(), batch["labels"])]
+
+
+def _log(writer: SummaryWriter, prefix: str, metrics: dict, step: int) -> None:
+    for k, v in metrics.items():
+        writer.add_scalar(f"{prefix}/{k}", v, step)
+
+
+def train_planner(
+    model,
+    processor,
+    train: list[Example],
+    val: list[Example],
+    out_dir: str | Path,
+    settings: TrainSettings | None = None,
+    logdir: str | Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train ``model`` in place, save it with its processor to ``out_dir``; returns the last metrics."""
+    s = settings or TrainSettings()
+    if not train:
+        raise ValueError("no training examples: collect some first (agents/vlm/data.py)")
+    torch.manual_seed(s.seed)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, s))
+    writer = SummaryWriter(str(logdir or Path(out_dir) / "tb"))
+    rng, seen = np.random.default_rng(s.seed), {composition(parse_intent(e.target)) for e in train}
+    batches = _batches(len(train), s.batch_size, rng)
+    running, metrics, start = [], {}, time.monotonic()
+    bar = tqdm(range(s.steps), desc="train planner", unit="step", disable=not progress)
+    for step in bar:
+        batch = make_batch(processor, [train[i] for i in next(batches)], s.max_history, s.arg_noise, rng, seen)
+        running.append(_train_step(model, batch, optimizer, s.grad_clip))
+        schedule.step()
+        out_of_time = s.max_minutes is not None and time.monotonic() - start > 60 * s.max_minutes
+        last = step == s.steps - 1 or out_of_time
+        if (step + 1) % s.log_every == 0 or last:
+            train_metrics = dict(zip((LOSS, TOKEN_ACCURACY, EXACT_MATCH), np.mean(running, 0).tolist(), strict=True))
+            train_metrics[LR], running = schedule.get_last_lr()[0], []
+            _log(writer, "train", train_metrics, step + 1)
+            metrics.update({f"train/{k}": v for k, v in train_metrics.items()})
+            bar.set_postfix(loss=f"{train_metrics[LOSS]:.3f}", exact=f"{train_metrics[EXACT_MATCH]:.2f}")
+        if val and ((step + 1) % s.eval_every == 0 or last):
+            val_metrics = evaluate_examples(model, processor, val, s.max_history)
+            _log(writer, "val", val_metrics, step + 1)
+            metrics.update({f"val/{k}": v for k, v in val_metrics.items()})
+        if out_of_time:
+            break
+    bar.close()
+    writer.close()
+    model.eval()
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return {**metrics, "steps": step + 1, "seconds": round(time.monotonic() - start, 1)}

@@ -1,0 +1,74 @@
+"""Train the VLM planner on scripted-oracle demonstrations from the train split.
+
+How to run:          intentloop train-planner          (or: python -m intentloop.experiments.train_planner)
+Quick check:         ... data.episodes=[4,4] train.steps=4 train.eval_every=2 data.val_fraction=0.25
+Reuse the data:      ... data_cache=/tmp/planner_data.npz   (collected on the first run, read on the next ones)
+Fine-tune a model:   ... planner.model_path=<save_pretrained folder>
+Results to expect:   default settings (2200 oracle episodes -> ~10.8k examples, 3000 steps of batch 32, ~12 CPU
+                     minutes on one thread after ~3 minutes of collection): val/exact_match ~0.95; closed loop with
+                     scripted skills, 5-intent chains: avg chain length ~4.7 (train split) and ~4.1 (held-out).
+
+Writes the trained planner (model + processor, ``save_pretrained``) to ``<run dir>/planner``, TensorBoard
+scalars to ``<run dir>/tb`` and ``metrics.json``; evaluate it with
+``intentloop evaluate planner=vlm planner.model_path=<run dir>/planner``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import hydra
+import intentloop.configs.planner_schema  # noqa: F401  (registers the config schemas)
+import torch
+from hydra.core.hydra_config import HydraConfig
+from intentloop.agents.vlm.data import collect_examples, load_examples, save_examples, split_examples
+from intentloop.agents.vlm.modeling import build_default_model, load_model
+from intentloop.agents.vlm.training import train_planner
+from intentloop.configs.planner_schema import TrainPlannerConfig
+from intentloop.experiments.common import user_errors
+from omegaconf import DictConfig, OmegaConf
+
+
+def examples_for(c: TrainPlannerConfig) -> list:
+    if c.data_cache and Path(c.data_cache).exists():
+        print(f"reading planner data from {c.data_cache}")
+        return load_examples(c.data_cache)
+    examples = collect_examples(c.data, progress=c.progress)
+    if c.data_cache:
+        save_examples(c.data_cache, examples)
+        print(f"wrote {len(examples)} examples to {c.data_cache}")
+    return examples
+
+
+@hydra.main(config_path="../configs", config_name="train_planner", version_base="1.3")
+@user_errors
+def main(cfg: DictConfig) -> dict:
+    c: TrainPlannerConfig = OmegaConf.to_object(cfg)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    torch.set_num_threads(c.train.threads)
+    train, val = split_examples(examples_for(c), c.data.val_fraction, c.data.seed)
+    model, processor = (
+        load_model(c.planner.model_path) if c.planner.model_path else build_default_model(c.planner.model)
+    )
+    out = Path(c.output_dir) if c.output_dir else run_dir / "planner"
+    metrics = train_planner(model, processor, train, val, out, c.train, logdir=run_dir / "tb", progress=c.progress)
+    metrics = {
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "train_examples": len(train),
+        "val_examples": len(val),
+        "planner": str(out),
+        **metrics,
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    print(
+        f"train/loss={metrics.get('train/loss', float('nan')):.4f}  "
+        f"val/exact_match={metrics.get('val/exact_match', float('nan')):.3f}  steps={metrics['steps']}  "
+        f"examples={len(train)}+{len(val)}  seconds={metrics['seconds']}"
+    )
+    print(f"wrote the planner to {out}; evaluate: intentloop evaluate planner=vlm planner.model_path={out}")
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,309 @@
+"""The VLM planner: constrained decoding, any local checkpoint, round trips, record/replay, training, bad input.
+
+Every model here is tiny and randomly initialised (or trained for a few steps); nothing is downloaded.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import gymnasium as gym
+import intentloop.envs  # noqa: F401
+import numpy as np
+import pytest
+import torch
+from intentloop.agents import HierarchicalAgent, IntentOutcome, PlannerInput
+from intentloop.agents.vlm import (
+    DataSettings,
+    RecordingPlanner,
+    ReplayPlanner,
+    TrainSettings,
+    VLMModelConfig,
+    VLMPlanner,
+)
+from intentloop.agents.vlm.constrained import IntentTrie, valid_intents
+from intentloop.agents.vlm.data import collect_examples
+from intentloop.agents.vlm.modeling import build_default_model
+from intentloop.agents.vlm.record import UnrecordedInput
+from intentloop.agents.vlm.tokenizer import task_corpus
+from intentloop.agents.vlm.training import evaluate_examples, train_planner
+from intentloop.envs.intents import parse_intent
+from intentloop.envs.scene import BLOCKS, ZONES
+from intentloop.envs.tasks import TaskSuite, composition, heldout_compositions
+from intentloop.policies import ScriptedSkill
+
+TINY = VLMModelConfig(
+    image_size=32, patch_size=16, vision_hidden=16, vision_layers=1, vision_heads=1,
+    text_hidden=32, text_layers=1, text_heads=2, text_intermediate=64, max_positions=256,
+)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models run fastest on one thread; on a busy 2-core machine, more threads are many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_planner(**kwargs) -> VLMPlanner:
+    return VLMPlanner(**{"model_config": TINY, **kwargs})
+
+
+def planner_inputs(n: int, phrasings: str = "heldout", seed: int = 0, size: int = 32) -> list[PlannerInput]:
+    """Instructions of both splits from the task suite, random images, random histories; no simulator."""
+    rng, intents = np.random.default_rng(seed), valid_intents()
+    suites = [TaskSuite(split, phrasings=phrasings) for split in ("train", "heldout")]
+    out = []
+    for i in range(n):
+        _, task = suites[i % 2].sample_episode(rng, chain_length=1 + i % 5)
+        ok = rng.random(rng.integers(0, 6)) < 0.7
+        history = [IntentOutcome(str(rng.choice(intents)), bool(s), 9, "achieved" if s else "timeout") for s in ok]
+        out.append(PlannerInput(task.instruction, rng.integers(0, 256, (size, size, 3), dtype=np.uint8), history))
+    return out
+
+
+def assert_all_parse(texts, blocks=BLOCKS, zones=ZONES):
+    for text in texts:
+        parse_intent(text, blocks, zones)  # raises InvalidIntent otherwise
+
+
+def test_constrained_decoding_only_yields_parseable_intents_for_a_random_model():
+    greedy, sampled = tiny_planner(), tiny_planner(temperature=3.0)
+    inputs = planner_inputs(120, "heldout") + planner_inputs(40, "train", seed=1)
+    outputs = [greedy.plan(i) for i in inputs[:40]] + greedy.plan_batch(inputs) + sampled.plan_batch(inputs)
+    assert_all_parse(outputs)
+    assert len(set(sampled.plan_batch(inputs))) > 15, "sampling should roam over many valid intents"
+
+
+def test_only_objects_of_the_scene_are_named():
+    blocks, zones = ("red_block", "green_block"), ("cyan_zone",)
+    planner = tiny_planner(temperature=5.0, blocks=blocks, zones=zones)
+    outputs = planner.plan_batch(planner_inputs(100, seed=2))
+    assert_all_parse(outputs, blocks, zones)
+    assert set(outputs) <= set(valid_intents(blocks, zones)) and len(set(outputs)) > 5
+
+
+def test_batched_planning_matches_one_at_a_time():
+    planner, inputs = tiny_planner(), planner_inputs(16, seed=3)
+    assert planner.plan_batch(inputs) == [planner.plan(i) for i in inputs]
+
+
+def test_planner_reads_only_instruction_image_and_history():
+    class Forbidden:
+        def __getattr__(self, name):
+            raise AssertionError("the VLM planner read privileged state")
+
+        def __getitem__(self, key):
+            raise AssertionError("the VLM planner read privileged state")
+
+    inp = planner_inputs(1)[0]
+    text = tiny_planner().plan(PlannerInput(inp.instruction, inp.image, inp.history, obs=Forbidden(), task=Forbidden()))
+    assert_all_parse([text])
+
+
+def test_intents_share_the_instructions_colour_and_direction_tokens():
+    _, processor = build_default_model(TINY)
+    tok = processor.tokenizer
+    pieces = tok.convert_ids_to_tokens(tok("push(red_block, left)", add_special_tokens=False)["input_ids"])
+    words = tok.convert_ids_to_tokens(tok("Push the red block to the left.", add_special_tokens=False)["input_ids"])
+    assert {"red", "left"} <= set(pieces) & set(words) and tok.unk_token not in pieces + words
+    for text in valid_intents():
+        assert parse_intent(tok.decode(tok(text, add_special_tokens=False)["input_ids"])) == parse_intent(text)
+
+
+def build_idefics3(path):
+    """A tiny Idefics3 (SmolVLM family) with a byte-level BPE tokenizer trained here, saved to ``path``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3Processor,
+        PreTrainedTokenizerFast,
+    )
+    from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<|pad|>", "<|endoftext|>", "<image>"], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )  # fmt: skip
+    bpe.train_from_iterator(task_corpus(), trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<|pad|>", eos_token="<|endoftext|>")
+    image_processor = Idefics3ImageProcessorPil(
+        do_image_splitting=False, size={"longest_edge": 32}, max_image_size={"longest_edge": 32}
+    )
+    processor = Idefics3Processor(image_processor=image_processor, tokenizer=tok, image_seq_len=1)
+    text = dict(
+        model_type="llama",
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    vision = dict(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=1, image_size=32, patch_size=16
+    )
+    config = Idefics3Config(vision_config=vision, text_config=text, image_token_id=processor.image_token_id)
+    Idefics3ForConditionalGeneration(config).save_pretrained(path)
+    processor.save_pretrained(path)
+    return tok
+
+
+def test_another_architecture_with_a_bpe_tokenizer_loads_by_path_and_plans_valid_intents(tmp_path):
+    tok = build_idefics3(tmp_path)
+    spelled = [tok(t, add_special_tokens=False)["input_ids"] for t in valid_intents()]
+    assert max(map(len, spelled)) > 5, "BPE cuts intents unlike the word-level tokenizer"
+    planner = VLMPlanner(model_path=tmp_path, temperature=3.0)
+    assert type(planner.model).__name__ == "Idefics3ForConditionalGeneration"
+    inputs = planner_inputs(60, seed=4)
+    outputs = planner.plan_batch(inputs) + [planner.plan(i) for i in inputs[:10]]
+    assert_all_parse(outputs)
+    assert len(set(outputs)) > 10
+
+
+def test_save_pretrained_round_trip_gives_identical_outputs(tmp_path):
+    planner, inputs = tiny_planner(model_config=VLMModelConfig(**{**TINY.__dict__, "seed": 7})), planner_inputs(30)
+    planner.save_pretrained(tmp_path)
+    loaded = VLMPlanner(model_path=tmp_path)
+    assert loaded.plan_batch(inputs) == planner.plan_batch(inputs)
+    batch = loaded.processor(text=["<image>put the"], images=[[inputs[0].image]], return_tensors="pt")
+    with torch.no_grad():
+        assert torch.equal(loaded.model(**batch).logits, planner.model(**batch).logits)
+
+
+def test_record_and_replay_reproduce_an_episode_without_the_model(tmp_path):
+    env = gym.make("intentloop/Tabletop-v0", chain_length=2, image_size=32)
+    log = tmp_path / "calls.jsonl"
+    recorded = HierarchicalAgent(RecordingPlanner(tiny_planner(), log), ScriptedSkill(), max_steps_per_intent=8)
+    first = recorded.run_episode(env, seed=3)
+    replay = ReplayPlanner(log)
+    again = HierarchicalAgent(replay, ScriptedSkill(), max_steps_per_intent=8).run_episode(env, seed=3)
+    assert [o.intent for o in again.outcomes] == [o.intent for o in first.outcomes] and first.outcomes
+    assert again.to_dict() | {"planner": None} == first.to_dict() | {"planner": None}
+    logged = [json.loads(line)["intent"] for line in log.read_text().splitlines()]
+    assert logged[: len(first.outcomes)] == [o.intent for o in first.outcomes]
+    assert len(logged) <= len(first.outcomes) + 1  # and maybe the final done()
+    with pytest.raises(UnrecordedInput, match="has no call for this input"):
+        HierarchicalAgent(replay, ScriptedSkill(), max_steps_per_intent=8).run_episode(env, seed=4)
+    log.write_text(log.read_text() + "{not json\n")
+    with pytest.raises(ValueError, match="corrupt at line"):
+        ReplayPlanner(log)
+
+
+def test_examples_come_from_the_train_split_and_end_with_done():
+    examples = collect_examples(DataSettings(episodes=[2, 2, 1], image_size=32, noise=0.0), progress=False)
+    held = heldout_compositions(0)
+    assert all(composition(parse_intent(e.target)) not in held for e in examples)
+    last = {}
+    for e in examples:
+        last[e.episode] = e
+    assert sorted(last) == [0, 1, 2, 3, 4] and all(e.target == "done()" for e in last.values())
+    assert all(e.image.shape == (32, 32, 3) and e.image.dtype == np.uint8 for e in examples)
+
+
+def test_a_few_training_steps_lower_the_loss(tmp_path):
+    examples = collect_examples(DataSettings(episodes=[3, 2], image_size=32, noise=0.0), progress=False)
+    model, processor = build_default_model(TINY)
+    before = evaluate_examples(model, processor, examples)["loss"]
+    settings = TrainSettings(steps=40, batch_size=8, lr=3e-3, warmup_steps=2, log_every=5, eval_every=40)
+    metrics = train_planner(model, processor, examples, examples[:8], tmp_path / "out", settings, progress=False)
+    after = evaluate_examples(model, processor, examples)["loss"]
+    assert after < 0.6 * before, (before, after)
+    assert metrics["steps"] == 40 and "val/exact_match" in metrics
+    assert (tmp_path / "out" / "config.json").exists() and list((tmp_path / "out" / "tb").glob("events.*"))
+    assert_all_parse(VLMPlanner(model_path=tmp_path / "out").plan_batch(planner_inputs(8)))
+
+
+def one_sentence(e: Exception, path) -> bool:
+    return str(path) in str(e) and "\n" not in str(e) and str(e).count(". ") == 0
+
+
+def test_bad_checkpoints_fail_with_one_sentence_naming_the_path(tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(FileNotFoundError) as e:
+        VLMPlanner(model_path=missing)
+    assert one_sentence(e.value, missing)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError) as e:
+        VLMPlanner(model_path=tmp_path / "empty")
+    assert one_sentence(e.value, tmp_path / "empty")
+    good = tmp_path / "good"
+    tiny_planner().save_pretrained(good)
+    for name, damage in [("config.json", "{not json"), ("model.safetensors", "truncated")]:
+        bad = tmp_path / f"bad_{name}"
+        bad.mkdir()
+        for f in good.iterdir():
+            (bad / f.name).write_bytes(f.read_bytes())
+        (bad / name).write_text(damage)
+        with pytest.raises(ValueError) as e:
+            VLMPlanner(model_path=bad)
+        assert one_sentence(e.value, bad), e.value
+
+
+def test_trie_refuses_a_tokenizer_that_cannot_spell_an_intent():
+    _, processor = build_default_model(TINY)
+    with pytest.raises(ValueError, match="cannot spell the intent 'pick\\(pink_block\\)'"):
+        IntentTrie(processor.tokenizer, ["pick(pink_block)"])
+
+
+def test_hydra_configs_compose_and_build_the_planner():
+    import intentloop.configs.planner_schema  # noqa: F401
+    from hydra import compose, initialize_config_module
+
+    tiny = [f"planner.model.{k}={v}" for k, v in TINY.__dict__.items()]
+    with initialize_config_module("intentloop.configs", version_base="1.3"):
+        train = compose("train_planner", ["train.steps=2", *tiny])
+        evaluate = compose("evaluate", ["planner=vlm", "planner.temperature=0.5", *tiny])
+    assert train.planner.name == "vlm" and train.train.steps == 2 and train.planner.model.text_layers == 1
+    assert evaluate.planner.model_path is None and evaluate.planner.temperature == 0.5
+    planner = VLMPlanner.from_config(evaluate.planner)
+    assert planner.temperature == 0.5 and planner.model.config.text_config.num_hidden_layers == 1
+    assert_all_parse(planner.plan_batch(planner_inputs(4)))
+
+
+def test_train_planner_app_runs_and_rejects_bad_values(tmp_path):
+    env = {**os.environ, "MUJOCO_GL": "egl", "HYDRA_FULL_ERROR": "0"}
+    tiny = [f"planner.model.{k}={v}" for k, v in TINY.__dict__.items()]
+    args = [
+        sys.executable,
+        "-m",
+        "intentloop.experiments.train_planner",
+        "data.episodes=[2,1]",
+        "data.image_size=32",
+        "data.val_fraction=0.34",
+        "train.steps=3",
+        "train.eval_every=3",
+        "progress=false",
+        *tiny,
+    ]
+    proc = subprocess.run([*args, f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["steps"] == 3 and (tmp_path / "planner" / "model.safetensors").exists()
+    bad = subprocess.run(
+        [*args, "train.lr=-1", f"hydra.run.dir={tmp_path}/bad"], capture_output=True, text=True, env=env
+    )
+    assert bad.returncode == 2 and "`lr` must be > 0" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_argument_noise_swaps_only_the_first_argument_into_seen_compositions():
+    from intentloop.agents.vlm.training import _target
+
+    tok = build_default_model(TINY)[1].tokenizer
+    seen = {("place", "green_block", "blue_zone"), ("place", "red_block", "blue_zone")}
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        given, labels = _target(tok, "place(red_block, blue_zone)", [tok.eos_token_id], 0.99, rng, seen)
+        text = tok.decode(given, skip_special_tokens=True)
+        assert parse_intent(text) == parse_intent("place(green_block, blue_zone)")
+        assert tok.decode(labels, skip_special_tokens=True) == "place( red_block, blue_zone)"
+    given, labels = _target(tok, "push(red_block, left)", [tok.eos_token_id], 0.99, rng, seen)
+    assert torch.equal(given, labels), "no seen composition to swap into: unchanged"
