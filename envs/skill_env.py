@@ -23,14 +23,13 @@ v0: initial release.
 
 from __future__ import annotations
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from intentloop.envs import predicates as P
 from intentloop.envs.intents import Intent
 from intentloop.envs.scene import BLOCKS
 from intentloop.envs.tasks import TaskSuite
-from intentloop.envs.world import TabletopWorld, image_shape
+from intentloop.envs.world import WorldEnv
 
 REWARD_TYPES = ("dense", "sparse")
 PLACE_TARGETS = ("any", "zone", "block")
@@ -48,9 +47,7 @@ def skill_observation(intent: Intent, obs: dict, ref: dict | None = None) -> np.
     return np.concatenate([proprio, block, row[7:10], block - ee, goal, goal - block, *others]).astype(np.float32)
 
 
-class SkillEnv(gym.Env):
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
-
+class SkillEnv(WorldEnv):
     def __init__(
         self,
         skill: str,
@@ -71,24 +68,17 @@ class SkillEnv(gym.Env):
             raise ValueError(f"unknown reward_type {reward_type!r}; choose one of: {', '.join(REWARD_TYPES)}")
         if target not in PLACE_TARGETS:
             raise ValueError(f"unknown target {target!r}; choose one of: {', '.join(PLACE_TARGETS)}")
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"unknown render_mode {render_mode!r}; only 'rgb_array' is supported")
         unknown = set(reward_scales or {}) - set(DEFAULT_SCALES)
         if unknown:
             raise ValueError(f"unknown reward terms {sorted(unknown)}; known: {', '.join(DEFAULT_SCALES)}")
         self.skill, self.reward_type, self.target = skill, reward_type, target
         self.scales = {**DEFAULT_SCALES, **(reward_scales or {})}
         self.suite = TaskSuite(split, split_seed)
-        self.world = TabletopWorld(backend, frame_skip, max_delta)
-        self.render_mode, self.render_hw = render_mode, image_shape(render_size)
+        self._make_world(backend, frame_skip, max_delta, render_mode, render_size)
         self.observation_space = spaces.Box(-10.0, 10.0, (OBS_DIM,), np.float32)  # meters and m/s
         self.action_space = spaces.Box(-1.0, 1.0, (4,), np.float32)
         self.intent: Intent | None = None
         self._ref: dict | None = None
-
-    @property
-    def backend(self) -> str:
-        return self.world.backend
 
     def _family(self) -> str:
         if self.skill != "place":
@@ -127,11 +117,3 @@ class SkillEnv(gym.Env):
         info = {"intent": str(self.intent), "is_success": success, **{f"reward/{k}": v for k, v in terms.items()}}
         # truncated=False: the time limit comes from register(max_episode_steps=...)
         return skill_observation(self.intent, obs, self._ref), sum(terms.values()), success, False, info
-
-    def render(self):
-        if self.render_mode == "rgb_array":
-            return self.world.sim.render(self.render_hw[1], self.render_hw[0])
-        return None
-
-    def close(self):
-        self.world.sim.close()

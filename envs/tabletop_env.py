@@ -29,20 +29,17 @@ from __future__ import annotations
 
 import string
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from intentloop.envs.predicates import achieved
 from intentloop.envs.tasks import FAMILIES, Task, TaskSuite
-from intentloop.envs.world import TabletopWorld, image_shape
+from intentloop.envs.world import WorldEnv, image_shape
 
 INSTRUCTION_CHARSET = string.ascii_letters + string.digits + " ,.;:'-_()"
 MAX_INSTRUCTION = 400
 
 
-class TabletopEnv(gym.Env):
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
-
+class TabletopEnv(WorldEnv):
     def __init__(
         self,
         backend: str = "mujoco",
@@ -61,15 +58,12 @@ class TabletopEnv(gym.Env):
     ):
         if task not in FAMILIES:
             raise ValueError(f"unknown task {task!r}; choose one of: {', '.join(FAMILIES)}")
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"unknown render_mode {render_mode!r}; only 'rgb_array' is supported")
         self.suite = TaskSuite(split, split_seed, phrasings)
         self.family, self.chain_length = task, chain_length
         self.suite.sample_episode(np.random.default_rng(0), task, chain_length)  # fails now if no such task exists
         self.image_hw = image_shape(image_size) if image else None
-        self.render_hw = image_shape(render_size)
-        self.render_mode, self.steps_per_intent = render_mode, steps_per_intent
-        self.world = TabletopWorld(backend, frame_skip, max_delta)
+        self.steps_per_intent = steps_per_intent
+        self._make_world(backend, frame_skip, max_delta, render_mode, render_size)
         obs_spaces = dict(self.world.state_spaces())
         if self.image_hw:
             obs_spaces["image"] = spaces.Box(0, 255, (*self.image_hw, 3), np.uint8)
@@ -79,10 +73,6 @@ class TabletopEnv(gym.Env):
         self.task: Task | None = None
         self._ref: dict | None = None
         self._done, self._t = 0, 0
-
-    @property
-    def backend(self) -> str:
-        return self.world.backend
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -114,14 +104,6 @@ class TabletopEnv(gym.Env):
         terminated = self._done == len(self.task.intents)
         truncated = not terminated and self._t >= self.steps_per_intent * len(self.task.intents)
         return obs, float(progress), terminated, truncated, self._info(progress)
-
-    def render(self):
-        if self.render_mode == "rgb_array":
-            return self.world.sim.render(self.render_hw[1], self.render_hw[0])
-        return None
-
-    def close(self):
-        self.world.sim.close()
 
     def _obs(self) -> dict:
         obs = self.world.state_obs()

@@ -6,6 +6,7 @@ the current EE position, and the gripper command (-1 open ... +1 closed).
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from intentloop.envs import scene as S
@@ -66,3 +67,27 @@ class TabletopWorld:
             "blocks": spaces.Box(-100.0, 100.0, (len(S.BLOCKS), 13), np.float32),
             "zones": spaces.Box(-1.0, 1.0, (len(S.ZONES), 2), np.float32),
         }
+
+
+class WorldEnv(gym.Env):
+    """What every tabletop env shares: the world, its backend, ``rgb_array`` rendering and closing."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+
+    def _make_world(self, backend: str, frame_skip: int, max_delta: float, render_mode, render_size) -> None:
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"unknown render_mode {render_mode!r}; only 'rgb_array' is supported")
+        self.render_mode, self.render_hw = render_mode, image_shape(render_size)
+        self.world = TabletopWorld(backend, frame_skip, max_delta)
+
+    @property
+    def backend(self) -> str:
+        return self.world.backend
+
+    def render(self):
+        if self.render_mode == "rgb_array":
+            return self.world.sim.render(self.render_hw[1], self.render_hw[0])
+        return None
+
+    def close(self):
+        self.world.sim.close()
