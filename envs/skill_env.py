@@ -1,7 +1,9 @@
 """Single-skill, goal-conditioned envs for RL: ``intentloop/Pick-v0``, ``Place-v0``, ``Push-v0``.
 
-One intent per episode, sampled from the train or held-out compositions of the task suite. ``Place``
-starts with the block already in hand.
+One intent per episode, sampled from the train or held-out compositions of the task suite. The robot
+starts where a previous intent might have left it (``random_start``: anywhere over the workspace, low or
+high, fingers open or closed, never inside a block; ``random_start=False`` starts at home), because in a
+chain every skill starts from where the last one ended. ``Place`` starts with the block already in hand.
 
 ## Observation
 Box (31,) float32, from `skill_observation`: EE position (3), EE velocity (3), finger opening (1), block
@@ -29,7 +31,8 @@ from intentloop.envs import predicates as P
 from intentloop.envs.intents import Intent
 from intentloop.envs.scene import BLOCKS
 from intentloop.envs.tasks import TaskSuite
-from intentloop.envs.world import WorldEnv
+from intentloop.envs import scene as S
+from intentloop.envs.world import WorldEnv, random_start
 
 REWARD_TYPES = ("dense", "sparse")
 PLACE_TARGETS = ("any", "zone", "block")
@@ -55,6 +58,7 @@ class SkillEnv(WorldEnv):
         reward_type: str = "dense",
         split: str = "train",
         split_seed: int = 0,
+        random_start: bool = True,
         target: str = "any",
         reward_scales: dict | None = None,
         frame_skip: int = 25,
@@ -71,7 +75,7 @@ class SkillEnv(WorldEnv):
         unknown = set(reward_scales or {}) - set(DEFAULT_SCALES)
         if unknown:
             raise ValueError(f"unknown reward terms {sorted(unknown)}; known: {', '.join(DEFAULT_SCALES)}")
-        self.skill, self.reward_type, self.target = skill, reward_type, target
+        self.skill, self.reward_type, self.target, self.random_start = skill, reward_type, target, random_start
         self.scales = {**DEFAULT_SCALES, **(reward_scales or {})}
         self.suite = TaskSuite(split, split_seed)
         self._make_world(backend, frame_skip, max_delta, render_mode, render_size)
@@ -91,7 +95,8 @@ class SkillEnv(WorldEnv):
         super().reset(seed=seed)
         layout, task = self.suite.sample_episode(self.np_random, self._family())
         self.intent = task.intents[-1]
-        self.world.reset(layout)
+        ee, q = random_start(self.np_random, layout) if self.random_start else (None, S.FINGER_OPEN)
+        self.world.reset(layout, ee_pos=ee, finger_q=q)
         if self.skill == "place":
             self.world.grasp(self.intent.args[0])
         self._ref = self.world.state_obs()

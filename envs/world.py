@@ -35,10 +35,12 @@ class TabletopWorld:
     def dt(self) -> float:
         return self.sim.timestep * self.frame_skip
 
-    def reset(self, layout: Layout, settle_steps: int = 2) -> None:
+    def reset(self, layout: Layout, settle_steps: int = 2, ee_pos=None, finger_q: float = S.FINGER_OPEN) -> None:
+        """Place the scene; the robot starts at ``ee_pos`` (default: home, behind the blocks)."""
+        ee = S.EE_HOME if ee_pos is None else np.asarray(ee_pos, np.float64)
         self.zones = layout.zones.astype(np.float32)
-        self.ctrl = np.array([*S.EE_HOME, S.FINGER_OPEN])
-        self.sim.reset(layout, S.EE_HOME, S.FINGER_OPEN)
+        self.ctrl = np.array([*ee, finger_q])
+        self.sim.reset(layout, ee, finger_q)
         self.sim.step(self.ctrl, settle_steps * self.frame_skip)
 
     def apply(self, action: np.ndarray) -> None:
@@ -91,3 +93,15 @@ class WorldEnv(gym.Env):
 
     def close(self):
         self.world.sim.close()
+
+
+def random_start(rng: np.random.Generator, layout: Layout) -> tuple[np.ndarray, float]:
+    """An EE position and finger opening like those a previous intent leaves behind: anywhere over the
+    workspace, low or high, fingers open or closed, but never inside a block."""
+    for _ in range(100):
+        xy = rng.uniform(S.WORKSPACE_LOW - 0.03, S.WORKSPACE_HIGH + 0.03)
+        z = rng.uniform(S.EE_LOW[2] + 0.004, S.EE_HOME[2])
+        clear = np.min(np.linalg.norm(layout.blocks[:, :2] - xy, axis=1)) > 0.075
+        if z > 0.075 or clear:  # fingertips above the blocks' tops, or beside every block
+            return np.array([*xy, z]), float(rng.choice([S.FINGER_OPEN, S.FINGER_CLOSED]))
+    return S.EE_HOME.copy(), S.FINGER_OPEN
