@@ -28,10 +28,10 @@ from __future__ import annotations
 import numpy as np
 from gymnasium import spaces
 from intentloop.envs import predicates as P
+from intentloop.envs import scene as S
 from intentloop.envs.intents import Intent
 from intentloop.envs.scene import BLOCKS
 from intentloop.envs.tasks import TaskSuite
-from intentloop.envs import scene as S
 from intentloop.envs.world import WorldEnv, random_start
 
 REWARD_TYPES = ("dense", "sparse")
