@@ -4,8 +4,9 @@ How to run:        intentloop demo
 Faster:            intentloop demo episodes=5 backend=pybullet
 
 Today the demo runs the scripted loop: the oracle planner and the scripted skills in closed loop, on the train
-and held-out splits, for 1-intent tasks and 5-intent chains, and prints a summary table. Learned skills, the
-VLM planner, self-training rounds and TensorBoard replays join it as their issues land; the demo says so.
+and held-out splits, for 1-intent tasks and 5-intent chains, and prints a summary table. Training the skills
+and the planner, self-training rounds and TensorBoard replays join the demo as their issues land (the
+commands exist on their own already); the demo says so.
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ from intentloop.experiments.evaluation import evaluate
 from omegaconf import DictConfig
 
 PENDING = (
-    "RLlib skills (train-skills)",
-    "the VLM planner (train-planner)",
-    "self-training rounds (self-train)",
-    "TensorBoard replays (replay)",
+    "training the RLlib skills and the VLM planner (today: intentloop train-skills / train-planner)",
+    "self-training rounds",
+    "TensorBoard replays of the runs (today: evaluate record=true, then intentloop replay)",
 )
 
 
@@ -45,7 +45,7 @@ def main(cfg: DictConfig) -> list[dict]:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     print(
         "intentloop demo: the scripted loop (oracle planner + scripted skills) on "
-        f"{cfg.backend}; still to come: {', '.join(PENDING)}."
+        f"{cfg.backend}; still to come in the demo: {'; '.join(PENDING)}."
     )
     agent = make_agent(cfg, "oracle", "scripted")
     seeds = list(range(cfg.seed, cfg.seed + cfg.episodes))
