@@ -54,7 +54,9 @@ def make_env(cfg: DictConfig, split: str, chain_length: int, task: str = "chain"
 def make_agent(cfg: DictConfig, planner, skills: str) -> HierarchicalAgent:
     return HierarchicalAgent(
         make_planner(planner),
-        make_skills(skills, cfg.env.max_delta, cfg.skills.get("path") if "skills" in cfg else None),
+        make_skills(
+            skills, cfg.env.max_delta, cfg.skills.get("path") if "skills" in cfg else None, backend=cfg.backend
+        ),
         cfg.agent.max_steps_per_intent,
         cfg.agent.max_intents,
     )

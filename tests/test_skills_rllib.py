@@ -154,3 +154,18 @@ def test_missing_corrupt_and_incompatible_checkpoints_fail_clearly(trained, tmp_
     small.save_to_path(str(tmp_path / "place" / "module"))
     with pytest.raises(ValueError, match="incompatible"):
         load_skill_module(tmp_path, "place")
+
+
+@pytest.mark.parametrize("backend", ["mujoco", "pybullet"])
+def test_shipped_skills_load_and_solve_a_put_task(backend):
+    from intentloop.agents import HierarchicalAgent, OraclePlanner
+    from intentloop.policies import make_skills, pretrained_skills
+
+    skills = make_skills("rllib", backend=backend)
+    assert skills.path == pretrained_skills(backend) and set(skills.modules) == {"pick", "place", "push"}
+    env = gym.make("intentloop/Tabletop-v0", backend=backend, task="put", image=False)
+    results = [HierarchicalAgent(OraclePlanner(), skills).run_episode(env, seed=s) for s in range(3)]
+    env.close()
+    assert sum(r.success for r in results) >= 2  # shipped skills: >= 0.96 per intent (docs/BENCHMARKS.md)
+    with pytest.raises(ValueError, match="no shipped skills for backend 'isaac'"):
+        pretrained_skills("isaac")
