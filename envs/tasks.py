@@ -119,6 +119,27 @@ def heldout_compositions(seed: int = 0) -> frozenset[tuple[str, ...]]:
     return frozenset(held)
 
 
+def units_of(intents) -> list[tuple[str, tuple[Intent, ...]]] | None:
+    """Group a sequence of intents into the suite's units (put, stack, push, and a lone pick only at the end);
+    None if it does not group so (e.g. a pick followed by anything but the place of that block)."""
+    units, i, intents = [], 0, list(intents)
+    while i < len(intents):
+        first = intents[i]
+        nxt = intents[i + 1] if i + 1 < len(intents) else None
+        if first.skill == "push":
+            units.append(("push", (first,)))
+            i += 1
+        elif first.skill == "pick" and nxt is not None and nxt.skill == "place" and nxt.args[0] == first.args[0]:
+            units.append(("put" if nxt.args[1] in ZONES else "stack", (first, nxt)))
+            i += 2
+        elif first.skill == "pick" and nxt is None:
+            units.append(("pick", (first,)))
+            i += 1
+        else:
+            return None
+    return units if units else None
+
+
 @dataclass
 class _Board:
     """Where blocks will be as the chain unfolds, to keep every next unit feasible."""
@@ -194,6 +215,17 @@ class TaskSuite:
                 continue
         layout = sample_layout(rng)
         return layout, self.sample(rng, layout, family, chain_length)
+
+    def describe(self, rng: np.random.Generator, intents: tuple[Intent, ...] | list[Intent]) -> Task:
+        """A ``chain`` task whose subgoals are ``intents``, phrased with this suite's templates: what a trajectory
+        that achieved them could have been asked to do (hindsight relabelling). The split names whether a
+        held-out composition occurs. ``intents`` must group into units (see `units_of`)."""
+        units = units_of(intents)
+        if units is None:
+            raise ValueError(f"{', '.join(map(str, intents)) or 'no intents'} do not form a task of whole units")
+        intents = tuple(i for _, unit in units for i in unit)
+        split = "heldout" if any(composition(i) in self.heldout for i in intents) else "train"
+        return Task("chain", intents, self._instruction(rng, units), split)
 
     def _allowed(self, intent: Intent) -> bool:
         return self.split == "heldout" or composition(intent) not in self.heldout

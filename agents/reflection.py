@@ -1,0 +1,244 @@
+"""Reflection: judge recorded episodes, attribute every failure, relabel them in hindsight, and turn them into
+training data for the planner (and a list of failed segments for the skills).
+
+    judgements = [judge(row) for row in rows]      # rows: episode-store rows (experiments/episode_store.py)
+    data = build_dataset(rows, judgements, TaskSuite(), np.random.default_rng(0))
+    data.planner   # list[agents.vlm.data.Example]: what the planner should have said, with the camera image
+    data.skills    # failed skill segments: episode id, outcome index, intent, steps
+
+Judging reads the detector's verdicts (``outcomes[i].success``, ``judged_success``: what the robot believed)
+and the ground truth recorded next to them (``verified``, ``success``). Training data comes from the
+detector's verdicts only, never from the ground truth: a robot practising on its own has no other signal.
+The ground truth measures the detector (its false positives) and attributes failures:
+
+- planner: an unparseable or rejected intent, or a valid intent other than the one the task needed next
+  (the needed one is known from the task's subgoals and the ground-truth progress);
+- skill: the needed intent, not achieved;
+- detector: the detector's verdict on an intent (or on the task) disagrees with the ground-truth predicate.
+
+Examples of three kinds, each a (camera image, instruction, history, intent) with the image of the moment
+the planner was asked:
+
+- ``success``: an episode the detector judged successful with as many achieved intents as subgoals: every
+  achieved intent with the real history before it (failures and recoveries included), then ``done()``;
+- ``hindsight``: what the episode did achieve (its achieved intents grouped into whole units) as a new
+  instruction phrased by the task suite, with the clean history of that chain, then ``done()``;
+- ``correction``: for episodes of the splits in ``oracle_splits`` only (default: the train split, whose oracle
+  demonstrations the planner was trained on), the intent the task needed where the planner got it wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+from intentloop.agents.planner import IntentOutcome
+from intentloop.agents.vlm.data import Example
+from intentloop.envs.intents import DONE, Intent, InvalidIntent, parse_intent
+from intentloop.envs.tasks import Task, TaskSuite, composition, units_of
+from intentloop.experiments.episode_store import decode_png
+
+PLANNER, SKILL, DETECTOR = "planner", "skill", "detector"
+CAUSES = (PLANNER, SKILL, DETECTOR)
+SUCCESS, HINDSIGHT, CORRECTION = "success", "hindsight", "correction"
+REFUSED = ("invalid", "rejected")  # reasons of intents that were never executed
+
+
+@dataclass(frozen=True)
+class Failure:
+    index: int | None  # outcome index; None: the episode stopped without a failed intent, or the task verdict
+    cause: str  # planner | skill | detector
+    why: str
+    correct: str | None = None  # the intent the task needed at this call, where known
+
+
+@dataclass
+class Judgement:
+    episode_id: str
+    split: str
+    success: bool  # ground truth: the task predicate
+    judged_success: bool  # the detector's verdict
+    achieved: list[int]  # outcome indices of the judged-achieved intents that form whole units, in order
+    failures: list[Failure] = field(default_factory=list)
+    detector: Counter = field(default_factory=Counter)  # intent verdicts: tp, fp, tn, fn
+
+    @property
+    def cause(self) -> str | None:
+        """What the episode's first failure is attributed to; None for a successful episode."""
+        if self.success:
+            return None
+        return self.failures[0].cause if self.failures else PLANNER
+
+
+def _needed(task: Task, done: int, holding: str | None) -> str:
+    """The intent the task needs next (the oracle's choice): its next subgoal, or a re-pick before a place."""
+    if done >= len(task.intents):
+        return str(DONE)
+    nxt = task.intents[done]
+    if nxt.skill == "place" and holding != nxt.args[0]:
+        return str(Intent("pick", (nxt.args[0],)))
+    return str(nxt)
+
+
+def _achieved_chain(outcomes: list[dict]) -> list[int]:
+    """Indices of judged-achieved intents that group into units: a pick counts only if its place follows
+    (or it is the last), a place only after its pick."""
+    done = [i for i, o in enumerate(outcomes) if o["success"] and not o["reason"].startswith(REFUSED)]
+    intents = {i: parse_intent(outcomes[i]["intent"]) for i in done}
+    chain: list[int] = []
+    for j, i in enumerate(done):
+        it, nxt = intents[i], intents[done[j + 1]] if j + 1 < len(done) else None
+        if it.skill == "pick" and nxt is not None and not (nxt.skill == "place" and nxt.args[0] == it.args[0]):
+            continue
+        if it.skill == "place" and not (chain and intents[chain[-1]] == Intent("pick", (it.args[0],))):
+            continue
+        chain.append(i)
+    return chain if units_of([intents[i] for i in chain]) else []
+
+
+def judge(row: dict) -> Judgement:
+    """The verdicts on one stored episode: per-intent detector agreement and the cause of every failure."""
+    task = Task.from_dict(json.loads(row["task"]))
+    outcomes = row["outcomes"]
+    verified = row.get("verified") or [o["success"] for o in outcomes]
+    judged_task = row.get("judged_success", row["success"])
+    j = Judgement(row["episode_id"], task.split, bool(row["success"]), bool(judged_task), _achieved_chain(outcomes))
+    progress, holding = 0, None
+    for i, (o, truth) in enumerate(zip(outcomes, verified, strict=True)):
+        needed = _needed(task, progress, holding)
+        if o["reason"].startswith(REFUSED):
+            j.failures.append(Failure(i, PLANNER, f"{o['intent']}: {o['reason']}", needed))
+            continue
+        j.detector[("t" if o["success"] == truth else "f") + ("p" if o["success"] else "n")] += 1
+        if o["success"] != truth:
+            j.failures.append(Failure(i, DETECTOR, f"{o['intent']} judged {o['success']}, ground truth {truth}"))
+        intent = parse_intent(o["intent"])
+        if str(intent) != needed:
+            j.failures.append(Failure(i, PLANNER, f"{intent} where the task needed {needed}", needed))
+        elif not truth:
+            j.failures.append(Failure(i, SKILL, f"{intent} not achieved ({o['reason']})"))
+        if truth and progress < len(task.intents) and intent == task.intents[progress]:
+            progress += 1
+        if intent.skill in ("pick", "place"):
+            holding = intent.args[0] if intent.skill == "pick" and truth else None
+    if j.judged_success != j.success:
+        j.failures.append(Failure(None, DETECTOR, f"task judged {j.judged_success}, ground truth {j.success}"))
+    if not j.success and not j.failures:
+        j.failures.append(Failure(None, PLANNER, "stopped before the task was done (early done() or budget spent)"))
+    return j
+
+
+@dataclass
+class Dataset:
+    planner: list[Example]
+    skills: list[dict]  # one per skill failure: episode_id, index, intent, steps, reason
+    kinds: Counter  # examples per kind
+    dropped: Counter  # episodes or examples left out, by reason
+
+
+def _frame_at(row: dict, frames: dict, k: int) -> np.ndarray:
+    if k not in frames:
+        frames[k] = decode_png(row["frames"][min(k, len(row["frames"]) - 1)])
+    return frames[k]
+
+
+def _episode_examples(row, j: Judgement, suite: TaskSuite, rng, oracle_splits, episode: int) -> list[tuple]:
+    """(kind, Example) pairs of one episode."""
+    outcomes = [IntentOutcome(o["intent"], o["success"], o["steps"], o["reason"]) for o in row["outcomes"]]
+    start = np.concatenate([[0], np.cumsum([o.steps for o in outcomes])]).astype(int)  # frame of each call
+    task, frames, out = Task.from_dict(json.loads(row["task"])), {}, []
+
+    def example(kind, k, instruction, history, target):
+        out.append((kind, Example(_frame_at(row, frames, k), instruction, tuple(history), target, episode)))
+
+    chain = j.achieved
+    if j.judged_success and len(chain) == len(task.intents):
+        for i in chain:
+            example(SUCCESS, start[i], row["instruction"], outcomes[:i], outcomes[i].intent)
+        example(SUCCESS, start[-1], row["instruction"], outcomes, str(DONE))
+    elif chain:
+        relabel = suite.describe(rng, [parse_intent(outcomes[i].intent) for i in chain])
+        clean = [IntentOutcome(outcomes[i].intent, True, outcomes[i].steps, "achieved") for i in chain]
+        for n, i in enumerate(chain):
+            example(HINDSIGHT, start[i], relabel.instruction, clean[:n], outcomes[i].intent)
+        example(HINDSIGHT, start[chain[-1] + 1], relabel.instruction, clean, str(DONE))
+    if task.split in oracle_splits:
+        for f in j.failures:
+            if f.cause == PLANNER and f.correct is not None and f.index is not None:
+                example(CORRECTION, start[f.index], row["instruction"], outcomes[: f.index], f.correct)
+    return out
+
+
+def build_dataset(
+    rows: list[dict],
+    judgements: list[Judgement],
+    suite: TaskSuite,
+    rng: np.random.Generator,
+    oracle_splits: tuple[str, ...] = ("train",),
+    max_per_composition: int | None = None,
+) -> Dataset:
+    """Planner examples and skill records from judged episodes: invalid episodes and duplicate examples are
+    dropped, and no target composition keeps more than ``max_per_composition`` examples (balance)."""
+    pairs, skills, dropped, seen = [], [], Counter(), set()
+    for episode, (row, j) in enumerate(zip(rows, judgements, strict=True)):
+        if not row["frames"] or len(row["frames"]) != row["steps"] + 1:
+            dropped["episode without a frame per observation"] += 1
+            continue
+        try:
+            examples = _episode_examples(row, j, suite, rng, oracle_splits, episode)
+        except (InvalidIntent, ValueError) as err:
+            dropped[f"unusable episode ({type(err).__name__})"] += 1
+            continue
+        for kind, e in examples:
+            key = (e.instruction, tuple(map(str, e.history)), e.target, e.image.tobytes())
+            if key in seen:
+                dropped["duplicate example"] += 1
+                continue
+            seen.add(key)
+            pairs.append((kind, e))
+        for f in j.failures:
+            if f.cause == SKILL:
+                o = row["outcomes"][f.index]
+                skills.append({"episode_id": j.episode_id, "index": f.index, **o})
+    if max_per_composition is not None:
+        order, count, kept = rng.permutation(len(pairs)), Counter(), []
+        for i in sorted(order, key=lambda i: pairs[i][0] != SUCCESS):  # successes first, then a random rest
+            target = parse_intent(pairs[i][1].target)
+            key = composition(target) if target.args else ("done",)
+            if count[key] < max_per_composition:
+                count[key] += 1
+                kept.append(pairs[i])
+            else:
+                dropped["over the per-composition cap"] += 1
+        pairs = kept
+    return Dataset([e for _, e in pairs], skills, Counter(k for k, _ in pairs), dropped)
+
+
+def summarize_judgements(judgements: list[Judgement]) -> dict:
+    """Round metrics: failures by cause (every failure, and per failed episode its first), and the detector's
+    false-positive rate against the ground truth, per intent and per task."""
+    events, episodes, det = Counter(), Counter(), Counter()
+    task_fp = task_negatives = 0
+    by_split: dict[str, list[bool]] = defaultdict(list)
+    for j in judgements:
+        events.update(f.cause for f in j.failures)
+        if j.cause:
+            episodes[j.cause] += 1
+        det.update(j.detector)
+        task_negatives += not j.success
+        task_fp += j.judged_success and not j.success
+        by_split[j.split].append(j.success)
+    negatives = det["fp"] + det["tn"]
+    return {
+        "episodes": len(judgements),
+        "success_by_split": {s: float(np.mean(v)) for s, v in sorted(by_split.items())},
+        "failures_by_cause": {c: events[c] for c in CAUSES},
+        "failed_episodes_by_cause": {c: episodes[c] for c in CAUSES},
+        "detector": {
+            "intent_false_positive_rate": det["fp"] / negatives if negatives else 0.0,
+            "intent_verdicts": {k: det[k] for k in ("tp", "fp", "tn", "fn")},
+            "task_false_positive_rate": task_fp / task_negatives if task_negatives else 0.0,
+        },
+    }

@@ -1,0 +1,145 @@
+"""Reflection on real recorded episodes: verdicts, failure attribution, hindsight relabels, training examples."""
+
+import copy
+
+import gymnasium as gym
+import intentloop.envs  # noqa: F401
+import numpy as np
+import pytest
+from intentloop.agents import HierarchicalAgent, OraclePlanner
+from intentloop.agents.planner import PlannerInput
+from intentloop.agents.reflection import (
+    CORRECTION,
+    DETECTOR,
+    HINDSIGHT,
+    PLANNER,
+    SKILL,
+    SUCCESS,
+    build_dataset,
+    judge,
+    summarize_judgements,
+)
+from intentloop.envs.intents import parse_intent
+from intentloop.envs.tasks import TaskSuite
+from intentloop.experiments.episode_store import decode_png, episode_row
+from intentloop.policies import ScriptedSkill
+
+
+class FirstSays:
+    """Says ``text`` first, then follows the oracle (of ``task`` when given, else of the episode's task)."""
+
+    name = "first-says"
+
+    def __init__(self, text=None, task=None):
+        self.text, self.task, self.oracle = text, task, OraclePlanner()
+
+    def reset(self):
+        self.calls = 0
+
+    def plan(self, inp: PlannerInput) -> str:
+        self.calls += 1
+        if self.calls == 1 and self.text:
+            return self.text
+        if self.task is not None:
+            done = sum(1 for o in inp.history if o.success)
+            inp = PlannerInput(inp.instruction, inp.image, inp.history, inp.obs, self.task, done)
+        return self.oracle.plan(inp)
+
+
+class LimpPick(ScriptedSkill):
+    """Executes everything but pick, which never moves."""
+
+    def act(self, obs):
+        return np.zeros(4, np.float32) if self.intent.skill == "pick" else super().act(obs)
+
+
+def record(planner, skills=None, family="put", seed=0, split="train", **reset):
+    env = gym.make("intentloop/Tabletop-v0", task=family, split=split, image_size=48)
+    agent = HierarchicalAgent(planner, skills or ScriptedSkill(), max_steps_per_intent=40, record=True)
+    result = agent.run_episode(env, seed=seed, options=reset or None)
+    env.close()
+    return episode_row(result, f"ep-{seed}")
+
+
+def test_a_clean_success_gives_success_examples_with_the_images_the_planner_saw():
+    row = record(OraclePlanner())
+    j = judge(row)
+    assert j.success and j.cause is None and not j.failures and j.achieved == [0, 1]
+    data = build_dataset([row], [j], TaskSuite(), np.random.default_rng(0))
+    assert [e.target for e in data.planner] == [o["intent"] for o in row["outcomes"]] + ["done()"]
+    assert data.kinds == {SUCCESS: 3} and all(e.instruction == row["instruction"] for e in data.planner)
+    first_place = row["outcomes"][0]["steps"]
+    assert np.array_equal(data.planner[1].image, decode_png(row["frames"][first_place]))
+    assert [str(o) for o in data.planner[2].history] == [
+        str(data.planner[1].history[0]),
+        str(data.planner[2].history[1]),
+    ]
+
+
+def test_a_wrong_intent_is_the_planners_fault_and_the_oracle_correction_is_kept_on_the_train_split():
+    row = record(FirstSays("place(red_block, blue_zone)"))
+    j = judge(row)
+    first = j.failures[0]
+    assert first.index == 0 and first.cause == PLANNER and first.correct.startswith("pick(")
+    data = build_dataset([row], [j], TaskSuite(), np.random.default_rng(0))
+    corrections = [e for e in data.planner if e.target == first.correct and not e.history]
+    assert data.kinds[CORRECTION] == 1 and len(corrections) >= 1
+    held = build_dataset([row], [j], TaskSuite(), np.random.default_rng(0), oracle_splits=())
+    assert held.kinds[CORRECTION] == 0
+
+
+def test_a_needed_intent_not_achieved_is_the_skills_fault_and_is_routed_to_skill_data():
+    row = record(OraclePlanner(), LimpPick(), family="pick")
+    j = judge(row)
+    assert not j.success and j.cause == SKILL
+    data = build_dataset([row], [j], TaskSuite(), np.random.default_rng(0))
+    assert data.skills and all(parse_intent(s["intent"]).skill == "pick" for s in data.skills)
+    assert data.kinds[SUCCESS] == 0 and data.kinds[HINDSIGHT] == 0  # nothing was achieved
+
+
+def test_hindsight_relabels_what_a_failed_episode_did_achieve():
+    suite = TaskSuite()
+    rng = np.random.default_rng(3)
+    layout, asked = suite.sample_episode(rng, "put")
+    other = next(t for t in (suite.sample(rng, layout, "push") for _ in range(50)) if t.intents != asked.intents)
+    row = record(FirstSays(task=other), layout=layout, task=asked)
+    j = judge(row)
+    assert not j.success and j.cause == PLANNER
+    data = build_dataset([row], [j], suite, np.random.default_rng(0), oracle_splits=())
+    relabelled = [e for e in data.planner]
+    assert data.kinds == {HINDSIGHT: 2}
+    assert relabelled[0].target == str(other.intents[0]) and relabelled[1].target == "done()"
+    assert relabelled[0].instruction != row["instruction"]
+    assert suite.describe(np.random.default_rng(0), other.intents).intents == other.intents
+
+
+def test_a_detector_that_disagrees_with_the_ground_truth_is_counted_as_a_false_positive():
+    row = record(OraclePlanner(), LimpPick(), family="pick")
+    lying = copy.deepcopy(row)
+    lying["verified"] = [o["success"] for o in row["outcomes"]]  # the ground truth: every pick failed
+    lying["outcomes"][0]["success"] = True  # the detector believed the pick worked
+    lying["judged_success"] = True
+    j = judge(lying)
+    assert {f.cause for f in j.failures} >= {DETECTOR, SKILL}
+    metrics = summarize_judgements([j, judge(record(OraclePlanner()))])
+    negatives = len(row["outcomes"])  # every pick failed in truth; the detector passed the first one
+    assert metrics["detector"]["intent_false_positive_rate"] == pytest.approx(1 / negatives)
+    assert metrics["detector"]["intent_verdicts"]["tp"] == 2  # the clean episode's pick and place
+    assert metrics["detector"]["task_false_positive_rate"] == 1.0
+    assert metrics["failures_by_cause"][DETECTOR] == 2 and metrics["failed_episodes_by_cause"][DETECTOR] == 1
+
+
+def test_duplicates_are_dropped_and_the_composition_cap_balances():
+    row = record(OraclePlanner())
+    j = judge(row)
+    data = build_dataset([row, row], [j, j], TaskSuite(), np.random.default_rng(0))
+    assert len(data.planner) == 3 and data.dropped["duplicate example"] == 3
+    capped = build_dataset([row], [j], TaskSuite(), np.random.default_rng(0), max_per_composition=0)
+    assert not capped.planner and capped.dropped["over the per-composition cap"] == 3
+
+
+def test_units_that_do_not_group_cannot_be_described():
+    with pytest.raises(ValueError, match="do not form a task"):
+        TaskSuite().describe(
+            np.random.default_rng(0), [parse_intent("pick(red_block)"), parse_intent("push(green_block, left)")]
+        )
