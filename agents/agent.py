@@ -1,8 +1,13 @@
 """The hierarchical agent: plan, validate, execute the skill, feed the outcome back, replan.
 
-planner.plan(instruction, image, history) -> text -> parse_intent (rejected if invalid, fed back)
-    -> skill.reset(intent, obs); skill.act(obs) until the intent's predicate holds or its budget ends
+planner.plan(instruction, image, history) -> text
+    -> parse_intent                       "invalid: <why>" if it does not parse or fit the scene
+    -> contract preconditions, safety     "rejected: <rule>: <why>" (agents/contracts.py, agents/safety.py)
+    -> skill.reset(intent, obs); skill.act(obs) until the detector says the intent is done or its budget ends
     -> IntentOutcome appended to the history -> next plan, until done() or the intent budget ends
+
+An invalid or rejected intent is recorded and fed back to the planner, never executed. Each outcome's
+``success`` is the detector's verdict; ``EpisodeResult.verified`` holds the ground truth next to it.
 """
 
 from __future__ import annotations
@@ -12,9 +17,12 @@ from typing import Protocol
 
 import gymnasium as gym
 import numpy as np
+from intentloop.agents.contracts import check_contract
+from intentloop.agents.detectors import Detector, PredicateDetector
 from intentloop.agents.planner import IntentOutcome, Planner, PlannerInput
+from intentloop.agents.safety import SafetyRules
 from intentloop.envs import predicates as P
-from intentloop.envs.intents import InvalidIntent, parse_intent
+from intentloop.envs.intents import Intent, InvalidIntent, parse_intent
 from intentloop.envs.scene import BLOCKS, ZONES
 
 
@@ -58,10 +66,12 @@ class EpisodeResult:
     instruction: str
     planner: str
     skills: str
-    outcomes: list[IntentOutcome] = field(default_factory=list)
+    outcomes: list[IntentOutcome] = field(default_factory=list)  # success: the detector's verdict
+    verified: list[bool] = field(default_factory=list)  # per outcome, the ground truth; False if never executed
     subgoals_done: int = 0
     n_subgoals: int = 0
-    success: bool = False
+    success: bool = False  # ground truth: the env's task predicate
+    judged_success: bool = False  # the detector's task verdict
     steps: int = 0
     trace: Trace | None = None  # every step, when the agent records
 
@@ -78,11 +88,29 @@ class HierarchicalAgent:
         max_steps_per_intent: int = 60,
         max_intents: int | None = None,
         record: bool = False,
+        *,
+        contracts: bool = True,
+        safety: SafetyRules | dict | None = None,
+        detector: Detector | None = None,
     ):
+        """``contracts``: check skill preconditions before executing; ``safety``: the rule set (or its config;
+        None: the defaults); ``detector``: judges intent and task success (None: the ground-truth predicates)."""
         if max_steps_per_intent < 1:
             raise ValueError(f"max_steps_per_intent must be >= 1, got {max_steps_per_intent}")
         self.planner, self.skills = planner, skills
         self.max_steps_per_intent, self.max_intents, self.record = max_steps_per_intent, max_intents, record
+        self.contracts, self.safety = contracts, SafetyRules.from_config(safety)
+        self.detector = detector or PredicateDetector()
+
+    def check(self, text: str, obs: dict) -> tuple[Intent | None, str | None]:
+        """Validate the planner's ``text`` in state ``obs``: (the intent, None) if it may run, else (the intent
+        or None, the refusal reason: ``invalid: ...`` or ``rejected: <rule>: <why>``)."""
+        try:
+            intent = parse_intent(text, BLOCKS, ZONES)
+        except InvalidIntent as e:
+            return None, f"invalid: {e}"
+        violations = (check_contract(intent, obs) if self.contracts else []) + self.safety.violations(intent, obs)
+        return (intent, f"rejected: {violations[0]}") if violations else (intent, None)
 
     def run_episode(self, env: gym.Env, seed: int | None = None, options: dict | None = None) -> EpisodeResult:
         obs, info = env.reset(seed=seed, options=options)
@@ -108,32 +136,41 @@ class HierarchicalAgent:
                     task.instruction, obs.get("image"), list(result.outcomes), obs, task, info["subgoals_done"]
                 )
             )
-            try:
-                intent = parse_intent(text, BLOCKS, ZONES)
-            except InvalidIntent as e:  # rejected, recorded, fed back; never executed
-                result.outcomes.append(IntentOutcome(str(text), False, 0, f"invalid: {e}"))
+            intent, refusal = self.check(text, obs)
+            if refusal is not None:  # recorded, fed back; never executed
+                result.outcomes.append(IntentOutcome(str(text), False, 0, refusal))
+                result.verified.append(False)
                 continue
             if intent.is_done:
                 break
-            outcome, obs, info, ended = self._execute(env, intent, obs, result.trace, len(result.outcomes))
+            outcome, verified, obs, info, ended = self._execute(env, intent, obs, result.trace, len(result.outcomes))
             result.outcomes.append(outcome)
+            result.verified.append(verified)
             result.steps += outcome.steps
             if ended:
                 break
         result.subgoals_done, result.success = info["subgoals_done"], bool(info["is_success"])
+        result.judged_success = bool(self.detector.task_done(task, obs, info))
         return result
 
     def _execute(self, env: gym.Env, intent, obs: dict, trace: Trace | None, segment: int):
-        ref, info, ended = obs, {}, False
+        """Run the skill until the detector says done, the episode ends or the budget is spent; returns the
+        outcome, the ground truth at the end of the segment, the last observation and info, and whether the
+        episode ended."""
+        ref, info = obs, {}
         self.skills.reset(intent, obs)
+        outcome = IntentOutcome(str(intent), False, self.max_steps_per_intent, "timeout")
+        ended = False
         for t in range(1, self.max_steps_per_intent + 1):
             action = self.skills.act(obs)
             obs, reward, terminated, truncated, info = env.step(action)
             if trace is not None:
                 distance = np.linalg.norm(P.block_pos(obs, intent.obj) - P.goal_position(intent, obs, ref))
                 trace.step(obs, action, reward, segment, float(distance))
-            if P.achieved(intent, obs, ref):
-                return IntentOutcome(str(intent), True, t, "achieved"), obs, info, terminated or truncated
+            if self.detector.intent_done(intent, obs, ref):
+                outcome, ended = IntentOutcome(str(intent), True, t, "achieved"), terminated or truncated
+                break
             if terminated or truncated:
-                return IntentOutcome(str(intent), False, t, "episode ended"), obs, info, True
-        return IntentOutcome(str(intent), False, self.max_steps_per_intent, "timeout"), obs, info, ended
+                outcome, ended = IntentOutcome(str(intent), False, t, "episode ended"), True
+                break
+        return outcome, bool(P.achieved(intent, obs, ref)), obs, info, ended

@@ -22,7 +22,7 @@ class IntentOutcome:
     intent: str  # the planner's text, even when it did not parse
     success: bool
     steps: int
-    reason: str  # "achieved", "timeout", "episode ended", "invalid: ...", "precondition: ..."
+    reason: str  # "achieved", "timeout", "episode ended", "invalid: <why>", "rejected: <rule>: <why>"
 
     def __str__(self) -> str:
         return f"{self.intent} -> {'success' if self.success else 'failure'} ({self.reason}, {self.steps} steps)"

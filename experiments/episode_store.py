@@ -13,8 +13,10 @@ Columns:
 | seed, backend, planner, skills | int64, string | how the episode was produced |
 | task | string | the task as JSON (`Task.to_dict`) |
 | instruction | string | the instruction the planner saw |
-| success, subgoals_done, n_subgoals, steps | bool, int32 | the result |
-| outcomes | list<struct<intent, success, steps, reason>> | one per planned intent, in order |
+| success, subgoals_done, n_subgoals, steps | bool, int32 | the result (success: the env's task predicate) |
+| judged_success | bool | the success detector's task verdict (equals success with the ground-truth detector) |
+| outcomes | list<struct<intent, success, steps, reason>> | one per planned intent, in order; success: the detector's |
+| verified | list<bool> | per outcome, the intent's ground-truth predicate when its segment ended (False if refused) |
 | relabels | list<string> | instructions of what the episode actually achieved (hindsight) |
 | frames | list<binary> | PNG-encoded camera images, one per observation (steps + 1) |
 | actions, proprio | list<list<float32>> | per step / per observation |
@@ -47,10 +49,12 @@ SCHEMA = pa.schema(
         ("task", pa.string()),
         ("instruction", pa.string()),
         ("success", pa.bool_()),
+        ("judged_success", pa.bool_()),
         ("subgoals_done", pa.int32()),
         ("n_subgoals", pa.int32()),
         ("steps", pa.int32()),
         ("outcomes", pa.list_(OUTCOME)),
+        ("verified", pa.list_(pa.bool_())),
         ("relabels", pa.list_(pa.string())),
         ("frames", pa.list_(pa.binary())),
         ("actions", pa.list_(pa.list_(pa.float32()))),
@@ -96,12 +100,14 @@ def episode_row(result, episode_id: str | None = None) -> dict:
         "task": json.dumps(result.task),
         "instruction": result.instruction,
         "success": result.success,
+        "judged_success": result.judged_success,
         "subgoals_done": result.subgoals_done,
         "n_subgoals": result.n_subgoals,
         "steps": result.steps,
         "outcomes": [
             {"intent": o.intent, "success": o.success, "steps": o.steps, "reason": o.reason} for o in result.outcomes
         ],
+        "verified": list(result.verified),
         "relabels": [],
         "frames": [encode_png(f) for f in trace.frames],
         "actions": [a.tolist() for a in trace.actions],

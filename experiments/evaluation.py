@@ -4,6 +4,7 @@ Metrics (one meaning everywhere, see DESIGN.md):
 - success_rate: fraction of episodes whose task predicate holds at the end.
 - avg_chain_length: subgoals achieved in order per episode (CALVIN's metric on 5-intent chains).
 - per_intent_success: per skill, the fraction of executed intents whose own predicate held.
+- invalid_intents / rejected_intents: planner outputs that did not parse / broke a contract or safety rule.
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ def summarize(results: list[EpisodeResult], seconds: float) -> dict:
     if not results:
         raise ValueError("no episodes to summarize")
     per_skill: dict[str, list[bool]] = defaultdict(list)
-    invalid = 0
+    invalid = rejected = 0
     for r in results:
         for o in r.outcomes:
             if o.reason.startswith("invalid"):
                 invalid += 1
+            elif o.reason.startswith("rejected"):  # by a contract or safety rule, never executed
+                rejected += 1
             else:
                 per_skill[parse_intent(o.intent).skill].append(o.success)
     chain = np.array([r.subgoals_done for r in results], float)
@@ -44,6 +47,7 @@ def summarize(results: list[EpisodeResult], seconds: float) -> dict:
         "chain_length_histogram": {int(k): int((chain == k).sum()) for k in range(int(chain.max()) + 1)},
         "per_intent_success": {k: {"rate": float(np.mean(v)), "n": len(v)} for k, v in sorted(per_skill.items())},
         "invalid_intents": invalid,
+        "rejected_intents": rejected,
         "intents_per_episode": float(np.mean([len(r.outcomes) for r in results])),
         "env_steps": int(sum(r.steps for r in results)),
         "seconds": round(seconds, 3),

@@ -67,12 +67,13 @@ def test_outcome_of_a_valid_intent_and_done_ends_the_episode():
 def test_failed_intent_reports_timeout_within_the_step_budget():
     env = gym.make("intentloop/Tabletop-v0", task="put", image=False)
     _, info = env.reset(seed=0)
-    block = info["task"].intents[0].args[0]
-    # placing a block that was never picked cannot succeed: the skill runs out its budget
-    result = HierarchicalAgent(
-        ScriptPlanner([f"place({block}, cyan_zone)"]), ScriptedSkill(), max_steps_per_intent=7
-    ).run_episode(env, seed=0)
+    pick = info["task"].intents[0]
+    # a pick takes the scripted skill more than 7 steps: it runs out its budget
+    result = HierarchicalAgent(ScriptPlanner([str(pick)]), ScriptedSkill(), max_steps_per_intent=7).run_episode(
+        env, seed=0
+    )
     assert result.outcomes[0].reason == "timeout" and result.outcomes[0].steps == 7 and not result.success
+    assert result.verified == [False]
 
 
 def test_oracle_repicks_a_block_that_is_not_in_hand():

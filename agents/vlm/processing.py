@@ -25,12 +25,14 @@ PROMPT_WORDS = (
     "timeout",
     "episode ended",
     "invalid",
+    "rejected",
     "precondition",
 )
 
 
 def outcome_text(outcome: IntentOutcome) -> str:
-    """``pick(red_block) ok`` or ``place(red_block, blue_zone) failed timeout`` (the reason's first word group)."""
+    """``pick(red_block) ok`` or ``place(red_block, blue_zone) failed timeout`` (the reason's first word group:
+    ``rejected`` for an intent a contract or safety rule refused, without the rule's free text)."""
     if outcome.success:
         return f"{outcome.intent} {OK}"
     return f"{outcome.intent} {FAILED} {outcome.reason.split(':')[0]}"
