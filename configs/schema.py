@@ -38,9 +38,28 @@ class SkillsConfig:
 
 
 @dataclass
+class SafetyConfig:
+    """Intents the agent rejects before executing them, whatever the planner says (agents/safety.py).
+
+    Each rejection is recorded and fed back to the planner as ``rejected: <rule>: <why>``. The defaults forbid
+    nothing the task suite needs. Patterns are intents with shell-glob wildcards; quote them for Hydra
+    (``agent.safety.forbidden='["push(*, backward)", "place(*, purple_block)"]'``; the ``intentloop`` command
+    also takes them unquoted, ``agent.safety.forbidden='[push(*, backward)]'``).
+    """
+
+    forbidden: list[str] = field(default_factory=list)  # forbidden_intent: e.g. "push", "push(*, backward)"
+    workspace_low: list[float] = field(default_factory=lambda: [-0.3, -0.25])  # workspace_limit: x, y [m]
+    workspace_high: list[float] = field(default_factory=lambda: [0.3, 0.25])  # (default: the robot's reach)
+    max_height: float = 0.2  # height_limit: no goal above this [m]
+    max_stack_height: int = 2  # stack_height_limit: blocks in a stack (the skills' travel heights clear two)
+
+
+@dataclass
 class AgentConfig:
     max_steps_per_intent: int = 60  # a skill's step budget for one intent
     max_intents: int | None = None  # intent budget per episode; None: 2 x subgoals + 2
+    contracts: bool = True  # reject intents whose skill preconditions fail (agents/contracts.py)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
 
 
 @dataclass

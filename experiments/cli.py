@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"intentloop: unknown command {command!r}; available: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[command][0])
-    sys.argv = [f"intentloop {command}", *rest]
+    from intentloop.agents.safety import quote_override  # forbidden patterns look like Hydra function calls
+
+    sys.argv = [f"intentloop {command}", *map(quote_override, rest)]
     module.main()
     return 0
 

@@ -59,4 +59,6 @@ def make_agent(cfg: DictConfig, planner, skills: str) -> HierarchicalAgent:
         ),
         cfg.agent.max_steps_per_intent,
         cfg.agent.max_intents,
+        contracts=cfg.agent.get("contracts", True),
+        safety=cfg.agent.get("safety"),
     )
