@@ -1,0 +1,277 @@
+"""Collection on Ray: collector actors run the hierarchical agent and stream episodes to the episode store.
+
+    report = collect(jobs, "runs/x/episodes", workers=2, planner={"name": "vlm", "model_path": ...},
+                     skills={"name": "rllib"})
+    intentloop collect episodes=200 collect.workers=2 planner=vlm planner.model_path=... split=heldout
+
+- Every collector actor builds its own envs, skill library and agent, and runs one job at a time, handed out by
+  the driver; a finished episode is written by the collector as ONE shard named after its id (atomic: in the
+  store exactly once, or absent).
+- Resume: jobs whose episode id is already in the store are skipped (``report.skipped``).
+- A collector that dies (killed, crashed, node lost) loses its in-flight episode only; the driver replaces it
+  and runs that episode again, up to ``max_retries`` times (then it is listed in ``report.lost``).
+- A VLM planner is served by one batching actor shared by the collectors (``serve_planner``): requests that
+  arrive together are decoded as one batch. The oracle runs in each collector: it reads privileged state.
+- Actors are spread over the nodes of a cluster; each result records the node that ran it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import ray
+from intentloop.experiments.episode_store import episode_row, read_store, write_shard
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, WorkerCrashedError
+from tqdm import tqdm
+
+ACTOR_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "LP_NUM_THREADS": "1"}  # 1 thread per process
+DIED = (RayActorError, ActorDiedError, ActorUnavailableError, WorkerCrashedError)
+
+
+@dataclass(frozen=True)
+class EpisodeJob:
+    episode_id: str  # unique and deterministic: the shard's name
+    seed: int
+    split: str = "train"
+    chain_length: int = 1
+    phrasings: str = "train"
+    task: str = "chain"
+
+
+@dataclass
+class CollectReport:
+    results: list[dict] = field(default_factory=list)  # EpisodeResult.to_dict() + episode_id + node_id
+    skipped: list[str] = field(default_factory=list)  # already in the store
+    lost: list[str] = field(default_factory=list)  # their collectors died more than max_retries times
+    dead_workers: int = 0
+    seconds: float = 0.0
+    episodes_per_s: float = 0.0
+
+
+def _config(d: dict):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create(d)
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@ray.remote(num_cpus=0)
+class PlannerServer:
+    """One VLM planner for every collector: concurrent requests are decoded together."""
+
+    def __init__(self, planner: dict, wait_s: float = 0.002):
+        from intentloop.agents.planner import make_planner
+
+        _one_thread()
+        self.planner, self.wait_s, self.queue, self.batches = make_planner(_config(planner)), wait_s, [], []
+
+    async def plan(self, instruction: str, image, history: list) -> str:
+        from intentloop.agents.planner import PlannerInput
+
+        future = asyncio.get_running_loop().create_future()
+        self.queue.append((PlannerInput(instruction, image, history), future))
+        if len(self.queue) == 1:
+            asyncio.get_running_loop().create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(self.wait_s)  # let the requests that arrive together join the batch
+        batch, self.queue = self.queue, []
+        try:
+            texts = self.planner.plan_batch([inp for inp, _ in batch])
+        except Exception as err:  # noqa: BLE001  (handed to every caller of the batch)
+            for _, future in batch:
+                future.set_exception(err)
+            return
+        self.batches.append(len(batch))
+        for (_, future), text in zip(batch, texts, strict=True):
+            future.set_result(text)
+
+    def stats(self) -> dict:
+        return {"calls": sum(self.batches), "batches": len(self.batches), "max_batch": max(self.batches, default=0)}
+
+
+class RemotePlanner:
+    """The Planner protocol over a `PlannerServer`: sends only what a robot has (no privileged state)."""
+
+    def __init__(self, server, name: str):
+        self.server, self.name = server, name
+
+    def reset(self) -> None:
+        pass
+
+    def plan(self, inp) -> str:
+        return ray.get(self.server.plan.remote(inp.instruction, inp.image, list(inp.history)))
+
+
+@ray.remote(num_cpus=1)
+class Collector:
+    def __init__(self, backend: str, planner: dict, skills: dict, env: dict, agent: dict, epsilon: float,
+                 store: str | None, server=None):  # fmt: skip
+        import intentloop.envs  # noqa: F401  (registers the env ids)
+        from intentloop.agents import HierarchicalAgent, make_planner
+        from intentloop.agents.exploration import EpsilonPlanner
+        from intentloop.policies import make_skills
+
+        _one_thread()
+        self.backend, self.env_cfg, self.store, self.envs = backend, env, store, {}
+        inner = RemotePlanner(server, planner["name"]) if server is not None else make_planner(_config(planner))
+        self.planner = EpsilonPlanner(inner, epsilon)
+        library = make_skills(skills["name"], env.get("max_delta", 0.03), skills.get("path"), backend=backend)
+        self.agent = HierarchicalAgent(
+            self.planner,
+            library,
+            agent.get("max_steps_per_intent", 60),
+            agent.get("max_intents"),
+            record=store is not None,
+            contracts=agent.get("contracts", True),
+            safety=agent.get("safety"),
+        )
+
+    def _env(self, job: EpisodeJob):
+        import gymnasium as gym
+
+        key = (job.task, job.split, job.chain_length, job.phrasings)
+        if key not in self.envs:
+            knobs = {k: v for k, v in self.env_cfg.items() if k != "phrasings"}
+            self.envs[key] = gym.make("intentloop/Tabletop-v0", backend=self.backend, task=job.task, split=job.split,
+                                      chain_length=job.chain_length, phrasings=job.phrasings, **knobs)  # fmt: skip
+        return self.envs[key]
+
+    def run(self, job: EpisodeJob) -> dict:
+        self.planner.seed(job.seed)
+        result = self.agent.run_episode(self._env(job), seed=job.seed)
+        if self.store is not None:
+            write_shard(self.store, [episode_row(result, job.episode_id)], name=job.episode_id)
+        return {**result.to_dict(), "episode_id": job.episode_id, "node_id": ray.get_runtime_context().get_node_id()}
+
+
+def stored_ids(store: str) -> set[str]:
+    """Episode ids already in ``store`` (corrupt shards are reported and skipped, so they are collected again)."""
+    try:
+        return set(read_store(store, columns=["episode_id"])["episode_id"].to_pylist())
+    except FileNotFoundError:
+        return set()
+
+
+def _check(jobs: list[EpisodeJob], workers: int, epsilon: float, backend: str) -> None:
+    from intentloop.envs.sim.base import BACKENDS
+    from intentloop.envs.tasks import PHRASINGS, SPLITS
+
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if not 0.0 <= epsilon < 1.0:
+        raise ValueError(f"epsilon must be in [0, 1), got {epsilon}")
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    ids = [j.episode_id for j in jobs]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"episode ids must be unique; repeated: {sorted({i for i in ids if ids.count(i) > 1})[:5]}")
+    for j in jobs:
+        if j.split not in SPLITS or j.phrasings not in PHRASINGS:
+            raise ValueError(f"job {j.episode_id}: unknown split {j.split!r} or phrasings {j.phrasings!r}")
+
+
+def collect(
+    jobs: list[EpisodeJob],
+    store: str | None,
+    *,
+    workers: int = 2,
+    backend: str = "mujoco",
+    planner: dict,
+    skills: dict,
+    env: dict | None = None,
+    agent: dict | None = None,
+    epsilon: float = 0.0,
+    serve_planner: bool = True,
+    max_retries: int = 1,
+    progress: bool = True,
+    ray_address: str | None = None,
+    num_cpus: int | None = None,
+    on_result=None,
+) -> CollectReport:
+    """Run ``jobs`` on ``workers`` collector actors; ``store`` None runs without recording (evaluation).
+    ``on_result(result, actors)`` is called after every finished episode (tests use it to kill a collector)."""
+    _check(jobs, workers, epsilon, backend)
+    started = not ray.is_initialized()
+    if started:
+        address = ray_address or os.environ.get("RAY_ADDRESS") or None
+        ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
+                 log_to_driver=False)  # fmt: skip
+    report, start = CollectReport(), time.monotonic()
+    done = stored_ids(store) if store is not None else set()
+    report.skipped = [j.episode_id for j in jobs if j.episode_id in done]
+    queue = deque(j for j in jobs if j.episode_id not in done)
+    server = actors = None
+    try:
+        serve = serve_planner and planner["name"] == "vlm" and queue
+        server = PlannerServer.remote(planner) if serve else None
+        options = {"scheduling_strategy": "SPREAD", "runtime_env": {"env_vars": ACTOR_ENV}}
+
+        def new_actor():
+            return Collector.options(**options).remote(backend, planner, skills, env or {}, agent or {}, epsilon,
+                                                       store, server)  # fmt: skip
+
+        actors = [new_actor() for _ in range(min(workers, len(queue)))]
+        inflight, retries = {}, {}
+        for actor in actors:
+            job = queue.popleft()
+            inflight[actor.run.remote(job)] = (actor, job)
+        bar = tqdm(total=len(queue) + len(inflight), desc="collect", unit="ep", disable=not progress)
+        while inflight:
+            [ref], _ = ray.wait(list(inflight), num_returns=1)
+            actor, job = inflight.pop(ref)
+            try:
+                report.results.append(ray.get(ref))
+                bar.update()
+                if on_result is not None:
+                    on_result(report.results[-1], actors)
+            except DIED:
+                report.dead_workers += 1
+                retries[job.episode_id] = retries.get(job.episode_id, 0) + 1
+                if retries[job.episode_id] <= max_retries:
+                    queue.appendleft(job)
+                else:
+                    report.lost.append(job.episode_id)
+                    bar.update()
+                ray.kill(actor)
+                actors[actors.index(actor)] = actor = new_actor()
+            if queue:
+                job = queue.popleft()
+                inflight[actor.run.remote(job)] = (actor, job)
+        bar.close()
+    finally:
+        for actor in actors or []:
+            ray.kill(actor)
+        if server is not None:
+            ray.kill(server)
+        if started:
+            ray.shutdown()
+    report.seconds = time.monotonic() - start
+    report.episodes_per_s = len(report.results) / report.seconds if report.seconds > 0 else float("nan")
+    return report
+
+
+def summary(report: CollectReport) -> dict:
+    results = report.results
+    return {
+        "episodes": len(results),
+        "skipped": len(report.skipped),
+        "lost": report.lost,
+        "dead_workers": report.dead_workers,
+        "success_rate": float(np.mean([r["success"] for r in results])) if results else None,
+        "avg_chain_length": float(np.mean([r["subgoals_done"] for r in results])) if results else None,
+        "seconds": round(report.seconds, 2),
+        "episodes_per_s": report.episodes_per_s,
+        "nodes": sorted({r["node_id"] for r in results}),
+    }
