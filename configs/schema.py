@@ -134,21 +134,8 @@ class TrainSkillsConfig:
     ray: RayConfig = field(default_factory=RayConfig)
 
 
-@dataclass
-class DemoConfig:
-    backend: str = "mujoco"
-    episodes: int = 20  # per evaluated (split, chain length)
-    chain_lengths: list[int] = field(default_factory=lambda: [1, 5])
-    splits: list[str] = field(default_factory=lambda: ["train", "heldout"])
-    seed: int = 0
-    progress: bool = True
-    env: EnvConfig = field(default_factory=EnvConfig)
-    agent: AgentConfig = field(default_factory=AgentConfig)
-
-
 cs = ConfigStore.instance()
 cs.store(name="base_evaluate", node=EvaluateConfig)
-cs.store(name="base_demo", node=DemoConfig)
 cs.store(name="base_replay", node=ReplayConfig)
 cs.store(name="base_train_skills", node=TrainSkillsConfig)
 cs.store(group="planner", name="base_planner", node=PlannerConfig)

@@ -8,7 +8,7 @@ import sys
 COMMANDS = {
     "demo": (
         "intentloop.experiments.demo",
-        "the main job on embedded defaults: evaluate the closed loop, print a summary",
+        "the whole loop on embedded defaults: skills, planner, 2 self-training rounds, TensorBoard, summary",
     ),
     "evaluate": ("intentloop.experiments.evaluate", "run planner + skills in closed loop, write metrics.json"),
     "train-skills": (
@@ -17,17 +17,17 @@ COMMANDS = {
     ),
     "train-planner": ("intentloop.experiments.train_planner", "train the VLM planner on oracle demonstrations"),
     "replay": ("intentloop.experiments.replay", "write a stored episode to TensorBoard: video, scalars, plan"),
+    "collect": ("intentloop.experiments.collect_app", "collect episodes with Ray collector actors into the store"),
+    "self-train": ("intentloop.experiments.self_train", "rounds of collect, reflect, fine-tune, evaluate, promote"),
 }
-PLANNED = {
-    "collect": "collect episodes with Ray actors (issue: self-training loop)",
-    "self-train": "collect, reflect, update, promote (issue: self-training loop)",
-}
+PLANNED: dict[str, str] = {}
 
 
 def usage() -> str:
     lines = ["usage: intentloop <command> [key=value ...] [--help] [-m]", "", "commands:"]
     lines += [f"  {name:<14}{help_}" for name, (_, help_) in COMMANDS.items()]
-    lines += ["", "not implemented yet:"] + [f"  {name:<14}{help_}" for name, help_ in PLANNED.items()]
+    if PLANNED:
+        lines += ["", "not implemented yet:"] + [f"  {name:<14}{help_}" for name, help_ in PLANNED.items()]
     lines += ["", "Each command is a Hydra app: `intentloop evaluate --help` shows its config, `-m` sweeps values."]
     return "\n".join(lines)
 

@@ -1,65 +1,55 @@
-"""The main job on embedded defaults.
+"""The main job on embedded defaults: the whole loop, small enough for a 2-core CPU machine (<= 10 minutes).
 
 How to run:        intentloop demo
-Faster:            intentloop demo episodes=5 backend=pybullet
+Bigger:            intentloop demo rounds=3 collect.episodes=200 eval.episodes=50 init.train.steps=3000
+Other backend:     intentloop demo backend=pybullet
 
-Today the demo runs the scripted loop: the oracle planner and the scripted skills in closed loop, on the train
-and held-out splits, for 1-intent tasks and 5-intent chains, and prints a summary table. Training the skills
-and the planner, self-training rounds and TensorBoard replays join the demo as their issues land (the
-commands exist on their own already); the demo says so.
+Stages (each with a progress bar): load the learned skills the package ships; collect oracle demonstrations
+on the train split and train the default VLM planner on them; evaluate it; run ``rounds`` self-training
+rounds on a local Ray (collect with exploration, reflect, fine-tune with replay, evaluate, promote); write
+TensorBoard logs (per-round metrics and replays of the best and worst episodes); print a summary table of
+success / average chain length per split per round and the ``tensorboard`` command. It is
+``intentloop self-train`` with smaller defaults (configs/demo.yaml): every key of that app works here.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import hydra
-import intentloop.configs.schema  # noqa: F401  (registers the config schemas)
+import intentloop.configs.self_train_schema  # noqa: F401  (registers the config schemas)
 from hydra.core.hydra_config import HydraConfig
-from intentloop.experiments.common import make_agent, make_env, user_errors
-from intentloop.experiments.evaluation import evaluate
-from omegaconf import DictConfig
-
-PENDING = (
-    "training the RLlib skills and the VLM planner (today: intentloop train-skills / train-planner)",
-    "self-training rounds",
-    "TensorBoard replays of the runs (today: evaluate record=true, then intentloop replay)",
-)
-
-
-def table(rows: list[dict]) -> str:
-    head = f"{'split':<9}{'intents':>8}{'episodes':>10}{'success':>10}{'chain len':>11}{'eps/s':>8}"
-    lines = [head, "-" * len(head)]
-    lines += [
-        f"{r['split']:<9}{r['chain_length']:>8}{r['episodes']:>10}{r['success_rate']:>10.2f}"
-        f"{r['avg_chain_length']:>11.2f}{r['episodes_per_s']:>8.1f}"
-        for r in rows
-    ]
-    return "\n".join(lines)
+from intentloop.configs.self_train_schema import SelfTrainConfig
+from intentloop.experiments.common import user_errors
+from intentloop.experiments.self_train import SelfTraining, table
+from omegaconf import DictConfig, OmegaConf
 
 
 @hydra.main(config_path="../configs", config_name="demo", version_base="1.3")
 @user_errors
 def main(cfg: DictConfig) -> list[dict]:
+    c: SelfTrainConfig = OmegaConf.to_object(cfg)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    skills = c.skills.path or f"the {c.backend} skills shipped with the package"
     print(
-        "intentloop demo: the scripted loop (oracle planner + scripted skills) on "
-        f"{cfg.backend}; still to come in the demo: {'; '.join(PENDING)}."
+        f"intentloop demo on {c.backend}: skills: {skills}; planner: the default VLM trained on "
+        f"{sum(c.init.data.episodes)} oracle episodes ({c.init.train.steps} steps); then {c.rounds} self-training "
+        f"rounds of {c.collect.episodes} episodes with {c.collect.workers} Ray collectors; run directory {run_dir}"
     )
-    agent = make_agent(cfg, "oracle", "scripted")
-    seeds = list(range(cfg.seed, cfg.seed + cfg.episodes))
-    rows = []
-    for split in cfg.splits:
-        for length in cfg.chain_lengths:
-            env = make_env(cfg, split, length)
-            metrics, _ = evaluate(env, agent, seeds, cfg.progress, desc=f"{split} {length}-intent")
-            env.close()
-            rows.append({"split": split, "chain_length": length, **metrics})
-    (run_dir / "summary.json").write_text(json.dumps(rows, indent=2))
-    print(table(rows))
-    print(f"wrote {run_dir / 'summary.json'}")
-    return rows
+    start = time.monotonic()
+    history = SelfTraining(c, run_dir).run()
+    summary = [
+        {"round": m["round"], "promoted": m["promoted"], "eval": m["eval"]["sets"], "seconds": m.get("seconds")}
+        for m in history
+    ]
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    print("\nsuccess rate / average chain length per evaluation set (split/intents), per round:")
+    print(table(history))
+    print(f"\ndone in {time.monotonic() - start:.0f} s; wrote {run_dir / 'summary.json'}")
+    print(f"view the runs and replays: tensorboard --logdir {run_dir / 'tb'}")
+    return history
 
 
 if __name__ == "__main__":

@@ -1,0 +1,120 @@
+"""Structured config of ``intentloop self-train`` (configs/self_train.yaml extends it; the demo reuses it).
+
+Importing this module registers ``base_self_train`` in Hydra's ConfigStore.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import intentloop.configs.planner_schema  # noqa: F401  (registers the planner schemas)
+from hydra.core.config_store import ConfigStore
+from intentloop.agents.vlm.configuration import DataSettings, TrainSettings
+from intentloop.configs.planner_schema import VLMPlannerConfig
+from intentloop.configs.schema import AgentConfig, EnvConfig, PlannerConfig, RayConfig, SkillsConfig
+from omegaconf import MISSING
+
+
+@dataclass
+class InitConfig:
+    """The round-0 planner: a trained checkpoint, or one trained here on oracle demos of the train split."""
+
+    planner: str | None = None  # a save_pretrained folder (e.g. from intentloop train-planner); None: train it
+    data_cache: str | None = None  # .npz of the oracle examples (train-planner's data_cache): read, else written
+    data: DataSettings = field(default_factory=DataSettings)  # the oracle examples (also replayed every round)
+    train: TrainSettings = field(default_factory=TrainSettings)
+
+
+@dataclass
+class SelfCollectConfig:
+    """Practice: the agent attempts tasks of both splits from their instructions; nobody demonstrates."""
+
+    workers: int = 2  # collector actors
+    episodes: int = 200  # per round
+    splits: list[str] = field(default_factory=lambda: ["train", "heldout"])
+    chain_lengths: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    temperature: float = 0.7  # planner sampling (among valid intents only)
+    epsilon: float = 0.1  # probability of a random valid alternative intent per planning call
+    serve_planner: bool = True  # one batching planner actor shared by the collectors
+    max_retries: int = 1  # re-runs of an episode whose collector died
+
+
+@dataclass
+class UpdateConfig:
+    """Fine-tuning of the promoted planner on this round's examples plus replay of earlier data."""
+
+    steps: int = 400
+    batch_size: int = 32
+    lr: float = 3.0e-4
+    warmup_steps: int = 20
+    replay_ratio: float = 1.0  # replayed examples (earlier rounds + the oracle's) per new example
+    max_per_composition: int | None = 300  # balance: examples kept per target composition (new data)
+    oracle_splits: list[str] = field(default_factory=lambda: ["train"])  # splits whose errors the oracle corrects
+    threads: int = 1
+
+
+@dataclass
+class SelfEvalConfig:
+    """Every version is evaluated greedily on the same seeds, so versions compare episode by episode."""
+
+    episodes: int = 50  # per (split, chain length)
+    seed: int = 0
+    splits: list[str] = field(default_factory=lambda: ["train", "heldout"])
+    chain_lengths: list[int] = field(default_factory=lambda: [1, 5])
+
+
+@dataclass
+class PromoteConfig:
+    max_drop: float = 0.01  # no train-split family may lose more than this (success rate) against the promoted
+    min_gain: float = 0.0  # held-out average chain length must rise by more than this
+
+
+@dataclass
+class SelfTrainConfig:
+    rounds: int = 3
+    backend: str = "mujoco"
+    seed: int = 0
+    progress: bool = True
+    replays: int = 2  # collected episodes written to TensorBoard per round: the best and the worst
+    planner: VLMPlannerConfig = field(default_factory=VLMPlannerConfig)  # decoding and model settings
+    skills: SkillsConfig = field(default_factory=lambda: SkillsConfig(name="rllib"))  # path null: shipped
+    init: InitConfig = field(default_factory=InitConfig)
+    collect: SelfCollectConfig = field(default_factory=SelfCollectConfig)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
+    eval: SelfEvalConfig = field(default_factory=SelfEvalConfig)
+    promote: PromoteConfig = field(default_factory=PromoteConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+
+@dataclass
+class DemoConfig(SelfTrainConfig):
+    """``intentloop demo``: self-training with defaults small enough for <= 10 minutes (configs/demo.yaml)."""
+
+
+@dataclass
+class CollectConfig:
+    """``intentloop collect``: episodes of one (split, chain length) into an episode store."""
+
+    planner: PlannerConfig = MISSING
+    skills: SkillsConfig = MISSING
+    backend: str = "mujoco"
+    task: str = "chain"
+    split: str = "train"
+    chain_length: int = 1
+    phrasings: str = "train"
+    episodes: int = 100
+    seed: int = 0  # episode i uses seed + i and is stored as <backend>-<split>-<chain_length>-seed<seed + i>
+    store: str | None = None  # a directory or pyarrow filesystem URI; default: <run dir>/episodes
+    progress: bool = True
+    collect: SelfCollectConfig = field(default_factory=SelfCollectConfig)  # workers, epsilon, serve_planner...
+    env: EnvConfig = field(default_factory=EnvConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+
+cs = ConfigStore.instance()
+cs.store(name="base_self_train", node=SelfTrainConfig)
+cs.store(name="base_demo", node=DemoConfig)
+cs.store(name="base_collect", node=CollectConfig)

@@ -1,0 +1,90 @@
+"""The pieces of a self-training round that do not train anything: which episodes to run, how to score a
+version from its evaluation episodes, and whether a candidate is promoted.
+
+Collection seeds (from 10,000,000) never meet the evaluation seeds (``eval.seed`` onwards), so a version is never
+judged on a scene it practised on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from intentloop.experiments.collect import EpisodeJob
+
+COLLECT_SEED = 10_000_000
+
+
+def practice_jobs(round_: int, episodes: int, splits: list[str], chain_lengths: list[int]) -> list[EpisodeJob]:
+    """Round ``round_``'s practice episodes, cycling through every (split, chain length), with fixed ids and seeds."""
+    combos = [(s, n) for n in chain_lengths for s in splits]
+    return [
+        EpisodeJob(f"r{round_:03d}-e{i:05d}", COLLECT_SEED + 100_000 * round_ + i, *combos[i % len(combos)])
+        for i in range(episodes)
+    ]
+
+
+def eval_jobs(episodes: int, seed: int, splits: list[str], chain_lengths: list[int]) -> list[EpisodeJob]:
+    return [
+        EpisodeJob(f"eval-{split}-{n}-seed{s}", s, split, n)
+        for split in splits
+        for n in chain_lengths
+        for s in range(seed, seed + episodes)
+    ]
+
+
+def scores(results: list[dict]) -> dict:
+    """Per evaluation set ``<split>/<chain length>``: success rate, average chain length and episode count;
+    per train-split family (the skill of a 1-intent task, ``chain<N>`` otherwise): success rate."""
+    sets, families = defaultdict(list), defaultdict(list)
+    for r in results:
+        split, n = r["task"]["split"], len(r["task"]["intents"])
+        sets[f"{split}/{n}"].append(r)
+        if split == "train":
+            family = r["task"]["intents"][0].split("(")[0] if n == 1 else f"chain{n}"
+            families[family].append(r["success"])
+    return {
+        "sets": {
+            k: {
+                "success_rate": float(np.mean([r["success"] for r in v])),
+                "avg_chain_length": float(np.mean([r["subgoals_done"] for r in v])),
+                "episodes": len(v),
+            }
+            for k, v in sorted(sets.items())
+        },
+        "train_families": {k: float(np.mean(v)) for k, v in sorted(families.items())},
+    }
+
+
+def heldout_score(s: dict) -> float:
+    """The held-out figure promotion looks at: average chain length over the held-out sets (longest first)."""
+    held = [v for k, v in s["sets"].items() if k.startswith("heldout/")]
+    if not held:
+        raise ValueError("promotion needs held-out evaluation: add heldout to eval.splits")
+    return float(np.mean([v["avg_chain_length"] for v in held]))
+
+
+def promotion(candidate: dict, promoted: dict, max_drop: float, min_gain: float) -> tuple[bool, str]:
+    """(promote?, why): held-out must improve and no train family may drop by more than ``max_drop``."""
+    gain = heldout_score(candidate) - heldout_score(promoted)
+    drops = {
+        f: promoted["train_families"][f] - v
+        for f, v in candidate["train_families"].items()
+        if f in promoted["train_families"] and promoted["train_families"][f] - v > max_drop
+    }
+    if drops:
+        worst = max(drops, key=drops.get)
+        return False, f"train family {worst} dropped by {drops[worst]:.3f} (> {max_drop})"
+    if gain <= min_gain:
+        return False, f"held-out average chain length changed by {gain:+.3f} (needs > {min_gain:+.3f})"
+    return True, f"held-out average chain length {gain:+.3f}, no train family dropped by more than {max_drop}"
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write ``data`` atomically: readers (and a resumed run) see the old file or the new one, never half."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)

@@ -1,0 +1,329 @@
+"""Self-training on Ray: collect, reflect, update, evaluate and promote, round after round.
+
+How to run:        intentloop self-train rounds=3 collect.workers=2 init.planner=runs/train_planner/<date>/planner
+On a cluster:      intentloop self-train ray.address=auto ...        (or RAY_ADDRESS=host:port intentloop self-train)
+Resume a run:      the same command with hydra.run.dir=<its run directory>: complete rounds are kept, the
+                   interrupted one is finished (episodes already in its store are not collected again).
+
+Each round r:
+1. collect   Ray collector actors run the agent (promoted planner, sampling with ``collect.temperature`` and
+             random valid alternatives with ``collect.epsilon``; learned skills) on practice tasks of both
+             splits; every episode is one atomic Parquet shard in ``rounds/r<r>/episodes``.
+2. reflect   agents/reflection.py judges every episode, attributes failures to planner / skill / detector,
+             relabels failures in hindsight and builds planner examples; skill failures go to
+             ``skill_failures.jsonl``.
+3. update    the promoted planner is fine-tuned on the new examples plus a replay of earlier rounds' examples
+             and of the oracle examples it was first trained on (so it does not forget).
+4. promote   the candidate is evaluated greedily on fixed seeds (train and held-out splits); it becomes the
+             promoted version only if held-out average chain length rises and no train family drops by more
+             than ``promote.max_drop``. Every version and its metrics are kept.
+
+Run directory: ``planner/v000`` (round-0 planner), ``base_examples.npz`` (oracle examples, replayed),
+``rounds/r<r>/{episodes/, examples.npz, skill_failures.jsonl, planner/, metrics.json}`` (``metrics.json`` is
+written last: a round is complete when it exists), ``metrics.json`` (every round), ``tb/`` (TensorBoard).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import hydra
+import intentloop.configs.self_train_schema  # noqa: F401  (registers the config schemas)
+import numpy as np
+import ray
+import torch
+from hydra.core.hydra_config import HydraConfig
+from intentloop.agents.reflection import build_dataset, judge, summarize_judgements
+from intentloop.agents.vlm.configuration import TrainSettings
+from intentloop.agents.vlm.data import collect_examples, load_examples, save_examples, split_examples
+from intentloop.agents.vlm.modeling import build_default_model, load_model
+from intentloop.agents.vlm.training import train_planner
+from intentloop.configs.self_train_schema import SelfTrainConfig
+from intentloop.envs.tasks import TaskSuite
+from intentloop.experiments.collect import collect
+from intentloop.experiments.common import user_errors
+from intentloop.experiments.episode_store import read_store
+from intentloop.experiments.replay import write_replay
+from intentloop.experiments.rounds import eval_jobs, heldout_score, practice_jobs, promotion, scores, write_json
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.tensorboard import SummaryWriter
+
+
+def check(c: SelfTrainConfig) -> None:
+    if c.rounds < 0:
+        raise ValueError(f"rounds must be >= 0, got {c.rounds}")
+    if c.collect.episodes < 1 or c.collect.workers < 1 or c.eval.episodes < 1:
+        raise ValueError("collect.episodes, collect.workers and eval.episodes must be >= 1")
+    if c.planner.name != "vlm":
+        raise ValueError(f"self-training trains the VLM planner; got planner={c.planner.name}")
+    if not c.env.image:
+        raise ValueError("the VLM planner needs the camera: env.image must be true")
+
+
+class SelfTraining:
+    """One run directory, resumable: ``run()`` does whatever rounds are not complete yet."""
+
+    def __init__(self, c: SelfTrainConfig, run_dir: str | Path):
+        check(c)
+        self.c, self.dir = c, Path(run_dir)
+        self.rounds_dir = self.dir / "rounds"
+        self.rounds_dir.mkdir(parents=True, exist_ok=True)
+        self.suite = TaskSuite(split_seed=c.env.split_seed)
+
+    # -- the pieces ----------------------------------------------------------------------------------------
+    def _collect(self, jobs, planner: str, store: str | None, temperature: float, epsilon: float):
+        c = self.c
+        planner_cfg = {**asdict(c.planner), "model_path": planner, "temperature": temperature}
+        return collect(
+            jobs,
+            store,
+            workers=c.collect.workers,
+            backend=c.backend,
+            planner=planner_cfg,
+            skills=asdict(c.skills),
+            env=asdict(c.env),
+            agent=asdict(c.agent),
+            epsilon=epsilon,
+            serve_planner=c.collect.serve_planner,
+            max_retries=c.collect.max_retries,
+            progress=c.progress,
+        )
+
+    def evaluate(self, planner: str) -> dict:
+        e = self.c.eval
+        report = self._collect(eval_jobs(e.episodes, e.seed, e.splits, e.chain_lengths), planner, None, 0.0, 0.0)
+        return scores(report.results)
+
+    def _train(self, init: str | None, train: list, val: list, out: Path, settings: TrainSettings, tb: str) -> dict:
+        """Train (from ``init``, or a fresh default model) and save to ``out`` atomically."""
+        model, processor = load_model(init) if init else build_default_model(self.c.planner.model)
+        torch.set_num_threads(settings.threads)
+        tmp = out.with_name(f".{out.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        metrics = train_planner(model, processor, train, val, tmp, settings, logdir=self.dir / "tb" / tb,
+                                progress=self.c.progress)  # fmt: skip
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
+        return metrics
+
+    def base_examples(self) -> list:
+        path = self.dir / "base_examples.npz"
+        if not path.exists():
+            i = self.c.init
+            if i.data_cache and Path(i.data_cache).exists():
+                examples = load_examples(i.data_cache)
+            else:
+                examples = collect_examples(i.data, progress=self.c.progress)
+            save_examples(self.dir / ".base_examples.npz", examples)
+            os.replace(self.dir / ".base_examples.npz", path)
+        return load_examples(path)
+
+    def initial_planner(self) -> str:
+        out = self.dir / "planner" / "v000"
+        if not (out / "config.json").exists():
+            if self.c.init.planner:
+                load_model(self.c.init.planner)  # fails now, with one sentence, if it is not a planner
+                shutil.copytree(self.c.init.planner, out.with_name(".v000.tmp"), dirs_exist_ok=True)
+                os.replace(out.with_name(".v000.tmp"), out)
+            else:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                train, val = split_examples(self.base_examples(), self.c.init.data.val_fraction, self.c.init.data.seed)
+                self._train(None, train, val, out, self.c.init.train, "init")
+        return str(out)
+
+    def _examples(self, r: int, rows: list[dict]) -> tuple[list, dict]:
+        judgements = [judge(row) for row in rows]
+        rng = np.random.default_rng([self.c.seed, r])
+        u = self.c.update
+        data = build_dataset(rows, judgements, self.suite, rng, tuple(u.oracle_splits), u.max_per_composition)
+        with open(self.rounds_dir / f"r{r:03d}" / "skill_failures.jsonl", "w") as f:
+            f.writelines(json.dumps(s) + "\n" for s in data.skills)
+        reflect = {
+            **summarize_judgements(judgements),
+            "examples": dict(data.kinds),
+            "dropped": dict(data.dropped),
+            "skill_failures": len(data.skills),
+        }
+        return data.planner, reflect
+
+    def _replay_mix(self, r: int, new: list, rng: np.random.Generator) -> list:
+        """Earlier rounds' examples and the oracle's, ``replay_ratio`` of them per new example."""
+        pool = self.base_examples()
+        for k in range(1, r):
+            path = self.rounds_dir / f"r{k:03d}" / "examples.npz"
+            if path.exists():
+                pool += load_examples(path)
+        n = min(len(pool), int(round(self.c.update.replay_ratio * len(new))))
+        return [pool[i] for i in rng.choice(len(pool), n, replace=False)] if n else []
+
+    # -- a round -------------------------------------------------------------------------------------------
+    def round(self, r: int, promoted: str, promoted_scores: dict, history: list[dict]) -> dict:
+        c, rdir, start = self.c, self.rounds_dir / f"r{r:03d}", time.monotonic()
+        rdir.mkdir(parents=True, exist_ok=True)
+        store = str(rdir / "episodes")
+        jobs = practice_jobs(r, c.collect.episodes, c.collect.splits, c.collect.chain_lengths)
+        report = self._collect(jobs, promoted, store, c.collect.temperature, c.collect.epsilon)
+        rows = [row for row in read_store(store).to_pylist() if row["episode_id"].startswith(f"r{r:03d}-")]
+        new, reflect = self._examples(r, rows)
+        save_examples(rdir / ".examples.npz", new) if new else None
+        os.replace(rdir / ".examples.npz", rdir / "examples.npz") if new else None
+        rng = np.random.default_rng([c.seed, r, 1])
+        replay = self._replay_mix(r, new, rng)
+        candidate, update = promoted, {"skipped": "no new examples"}
+        if new:
+            u = c.update
+            settings = TrainSettings(
+                steps=u.steps, batch_size=u.batch_size, lr=u.lr, warmup_steps=min(u.warmup_steps, u.steps),
+                max_history=c.planner.max_history, threads=u.threads, seed=c.seed + r, eval_every=u.steps,
+            )  # fmt: skip
+            candidate = str(rdir / "planner")
+            update = self._train(promoted, new + replay, [], Path(candidate), settings, f"update/r{r:03d}")
+        candidate_scores = self.evaluate(candidate)
+        promote, why = promotion(candidate_scores, promoted_scores, c.promote.max_drop, c.promote.min_gain)
+        promote = promote and bool(new)
+        seconds = time.monotonic() - start
+        gain = heldout_score(candidate_scores) - heldout_score(history[0]["eval"])
+        train_now = [v["success_rate"] for k, v in candidate_scores["sets"].items() if k.startswith("train/")]
+        train_best = max(np.mean([v["success_rate"] for k, v in h["eval"]["sets"].items() if k.startswith("train/")])
+                         for h in history)  # fmt: skip
+        return {
+            "round": r,
+            "planner": candidate,
+            "promoted": promote,
+            "promotion": why,
+            "promoted_planner": candidate if promote else promoted,
+            "eval": candidate_scores,
+            "promoted_eval": candidate_scores if promote else promoted_scores,
+            "heldout_avg_chain_length": heldout_score(candidate_scores),
+            "forgetting": float(train_best - np.mean(train_now)),  # drop of mean train success vs the best before
+            "collect": {
+                "episodes": len(rows),
+                "new_this_call": len(report.results),
+                "skipped": len(report.skipped),
+                "lost": report.lost,
+                "dead_workers": report.dead_workers,
+                "episodes_per_s": report.episodes_per_s,
+            },
+            "reflect": reflect,
+            "dataset": {"new": len(new), "replay": len(replay), "total": len(new) + len(replay)},
+            "update": update,
+            "seconds": round(seconds, 1),
+            "seconds_per_heldout_point": seconds / (100 * gain / 5) if gain > 0 else None,
+        }
+
+    # -- the loop ------------------------------------------------------------------------------------------
+    def run(self) -> list[dict]:
+        ray_started = not ray.is_initialized()
+        if ray_started:
+            address = self.c.ray.address or os.environ.get("RAY_ADDRESS")
+            ray.init(address=address, num_cpus=None if address else self.c.ray.num_cpus, include_dashboard=False,
+                     log_to_driver=False)  # fmt: skip
+        torch.set_num_threads(self.c.update.threads)
+        try:
+            return self._rounds()
+        finally:
+            if ray_started:
+                ray.shutdown()
+
+    def _rounds(self) -> list[dict]:
+        history, writer = [], SummaryWriter(str(self.dir / "tb"))
+        for r in range(self.c.rounds + 1):
+            path = self.rounds_dir / f"r{r:03d}" / "metrics.json"
+            if path.exists():
+                history.append(json.loads(path.read_text()))
+                continue
+            if r == 0:
+                v0 = self.initial_planner()
+                s0 = self.evaluate(v0)
+                m = {"round": 0, "planner": v0, "promoted": True, "promoted_planner": v0, "eval": s0,
+                     "promoted_eval": s0, "heldout_avg_chain_length": heldout_score(s0), "forgetting": 0.0}  # fmt: skip
+            else:
+                last = history[-1]
+                m = self.round(r, last["promoted_planner"], last["promoted_eval"], history)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json(path, m)
+            history.append(m)
+            self._log(writer, m)
+            print(f"round {r}: " + summary_line(m))
+        writer.close()
+        write_json(self.dir / "metrics.json", {"rounds": history, "config": asdict(self.c)})
+        return history
+
+    def _log(self, writer: SummaryWriter, m: dict) -> None:
+        r = m["round"]
+        for which in ("eval", "promoted_eval"):
+            for k, v in m[which]["sets"].items():
+                writer.add_scalar(f"{which}/{k}/success_rate", v["success_rate"], r)
+                writer.add_scalar(f"{which}/{k}/avg_chain_length", v["avg_chain_length"], r)
+        writer.add_scalar("forgetting/train_success_drop", m["forgetting"], r)
+        writer.add_scalar("promoted", float(m["promoted"]), r)
+        if r == 0:
+            return
+        reflect = m["reflect"]
+        for cause, n in reflect["failures_by_cause"].items():
+            writer.add_scalar(f"failures/{cause}", n, r)
+        writer.add_scalar("detector/intent_false_positive_rate", reflect["detector"]["intent_false_positive_rate"], r)
+        writer.add_scalar("detector/task_false_positive_rate", reflect["detector"]["task_false_positive_rate"], r)
+        for k, v in m["dataset"].items():
+            writer.add_scalar(f"dataset/{k}", v, r)
+        writer.add_scalar("dataset/episodes", m["collect"]["episodes"], r)
+        writer.add_scalar("skills/failures", reflect["skill_failures"], r)
+        if "train/loss" in m["update"]:
+            writer.add_scalar("planner/loss", m["update"]["train/loss"], r)
+        if m["seconds_per_heldout_point"] is not None:
+            writer.add_scalar("compute/seconds_per_heldout_point", m["seconds_per_heldout_point"], r)
+        writer.flush()
+        self._replays(m)
+
+    def _replays(self, m: dict) -> None:
+        """The best and the worst collected episodes of the round, as TensorBoard replays."""
+        if self.c.replays < 1:
+            return
+        store = str(self.rounds_dir / f"r{m['round']:03d}" / "episodes")
+        table = read_store(store, columns=["episode_id", "subgoals_done", "n_subgoals"]).to_pylist()
+        ranked = sorted(table, key=lambda e: (e["subgoals_done"] / e["n_subgoals"], e["episode_id"]))
+        picks = {e["episode_id"] for e in ranked[-((self.c.replays + 1) // 2) :] + ranked[: self.c.replays // 2]}
+        rows = [row for row in read_store(store).to_pylist() if row["episode_id"] in picks]
+        for row in rows:
+            write_replay(row, str(self.dir / "tb"))
+
+
+def summary_line(m: dict) -> str:
+    sets = "  ".join(f"{k} {v['success_rate']:.2f}/{v['avg_chain_length']:.2f}" for k, v in m["eval"]["sets"].items())
+    extra = f"  new examples {m['dataset']['new']}" if "dataset" in m else ""
+    return f"{'promoted' if m['promoted'] else 'kept previous'}  success/chain: {sets}{extra}"
+
+
+def table(history: list[dict]) -> str:
+    """Success rate / average chain length per evaluation set, one line per round."""
+    keys = list(history[0]["eval"]["sets"])
+    head = f"{'round':<6}{'promoted':<10}{'episodes':>9}" + "".join(f"{k:>16}" for k in keys)
+    lines = [head, "-" * len(head)]
+    for m in history:
+        cells = "".join(
+            f"{m['eval']['sets'][k]['success_rate']:>9.2f}/{m['eval']['sets'][k]['avg_chain_length']:<6.2f}"
+            for k in keys
+        )
+        episodes = m.get("collect", {}).get("episodes", 0)
+        lines.append(f"{m['round']:<6}{'yes' if m['promoted'] else 'no':<10}{episodes:>9}{cells}")
+    return "\n".join(lines)
+
+
+@hydra.main(config_path="../configs", config_name="self_train", version_base="1.3")
+@user_errors
+def main(cfg: DictConfig) -> list[dict]:
+    c: SelfTrainConfig = OmegaConf.to_object(cfg)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    history = SelfTraining(c, run_dir).run()
+    print(table(history))
+    print(f"wrote {run_dir / 'metrics.json'}\nview it: tensorboard --logdir {run_dir / 'tb'}")
+    return history
+
+
+if __name__ == "__main__":
+    main()

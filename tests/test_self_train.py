@@ -1,0 +1,102 @@
+"""`intentloop self-train` end to end with a real Ray, a real (tiny) VLM and real physics: round metrics and
+TensorBoard, promotion bookkeeping, and a run killed mid-round that resumes without losing or duplicating."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from intentloop.experiments.episode_store import read_store
+from intentloop.experiments.rounds import practice_jobs, promotion
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+CLI = str(Path(sys.executable).parent / "intentloop")
+TINY = [
+    "collect.workers=2",
+    "collect.chain_lengths=[1,2]",
+    "init.data.episodes=[3,2]",
+    "init.data.image_size=48",
+    "init.train.steps=4",
+    "init.train.eval_every=2",
+    "planner.model.image_size=48",
+    "planner.model.patch_size=12",
+    "env.image_size=48",
+    "skills.name=scripted",
+    "update.steps=3",
+    "eval.episodes=1",
+    "eval.chain_lengths=[1]",
+    "ray.num_cpus=2",
+    "progress=false",
+]
+
+
+def self_train(run_dir, *overrides, **popen):
+    cmd = [CLI, "self-train", *TINY, *overrides, f"hydra.run.dir={run_dir}"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a local Ray of its own
+    return subprocess.Popen(cmd, cwd=run_dir.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **popen)  # fmt: skip
+
+
+def test_self_train_writes_round_metrics_tensorboard_and_replays(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = self_train(run_dir, "rounds=1", "collect.episodes=4")
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    assert "tensorboard --logdir" in out
+    r1 = json.loads((run_dir / "rounds" / "r001" / "metrics.json").read_text())
+    assert r1["collect"]["episodes"] == 4 and r1["dataset"]["new"] + r1["dataset"]["replay"] == r1["dataset"]["total"]
+    assert set(r1["reflect"]["failures_by_cause"]) == {"planner", "skill", "detector"}
+    assert 0.0 <= r1["reflect"]["detector"]["intent_false_positive_rate"] <= 1.0
+    assert "seconds_per_heldout_point" in r1 and r1["promoted_planner"] in (
+        r1["planner"],
+        str(run_dir / "planner/v000"),
+    )
+    assert set(r1["eval"]["sets"]) == {"train/1", "heldout/1"}
+    assert len(read_store(str(run_dir / "rounds" / "r001" / "episodes"), columns=["episode_id"])) == 4
+    tb = EventAccumulator(str(run_dir / "tb"), size_guidance={"images": 0, "scalars": 0}).Reload()
+    steps = [e.step for e in tb.Scalars("eval/heldout/1/success_rate")]
+    assert steps == [0, 1]
+    assert {"failures/planner", "detector/intent_false_positive_rate", "dataset/new"} <= set(tb.Tags()["scalars"])
+    assert any(t.startswith("replay/r001-") and t.endswith("/video") for t in tb.Tags()["images"])
+
+
+def test_a_killed_run_resumes_with_the_episode_count_of_an_uninterrupted_run(tmp_path):
+    run_dir, rounds, episodes = tmp_path / "run", 2, 6
+    args = (f"rounds={rounds}", f"collect.episodes={episodes}")
+    proc = self_train(run_dir, *args, start_new_session=True)
+    store = run_dir / "rounds" / "r001" / "episodes"
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline and len(list(store.glob("*.parquet"))) < 2:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # mid-round: the driver, its local Ray and the collectors
+    proc.wait()
+    assert 2 <= len(list(store.glob("*.parquet"))) < episodes or not (store.parent / "metrics.json").exists()
+    resumed = self_train(run_dir, *args)
+    _, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err[-3000:]
+    for r in range(1, rounds + 1):
+        ids = read_store(str(run_dir / "rounds" / f"r{r:03d}" / "episodes"), columns=["episode_id"])["episode_id"]
+        assert sorted(ids.to_pylist()) == [
+            j.episode_id for j in practice_jobs(r, episodes, ["train", "heldout"], [1, 2])
+        ]
+    history = json.loads((run_dir / "metrics.json").read_text())["rounds"]
+    assert [m["round"] for m in history] == list(range(rounds + 1))
+
+
+def scores(heldout, **families):
+    return {"sets": {"heldout/5": {"avg_chain_length": heldout}}, "train_families": families}
+
+
+def test_promotion_needs_a_heldout_gain_and_no_train_family_dropping_more_than_a_point():
+    base = scores(3.0, pick=0.90, push=0.80)
+    assert promotion(scores(3.2, pick=0.90, push=0.795), base, 0.01, 0.0)[0]
+    refused, why = promotion(scores(3.5, pick=0.87, push=0.80), base, 0.01, 0.0)
+    assert not refused and "pick dropped by 0.030" in why
+    assert not promotion(scores(3.0, pick=0.95, push=0.85), base, 0.01, 0.0)[0]
+    with pytest.raises(ValueError, match="held-out evaluation"):
+        promotion({"sets": {}, "train_families": {}}, base, 0.01, 0.0)
