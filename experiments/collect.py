@@ -49,6 +49,7 @@ class CollectReport:
     skipped: list[str] = field(default_factory=list)  # already in the store
     lost: list[str] = field(default_factory=list)  # their collectors died more than max_retries times
     dead_workers: int = 0
+    planner_stats: dict | None = None  # the planner server's calls, batches and largest batch, when served
     seconds: float = 0.0
     episodes_per_s: float = 0.0
 
@@ -250,6 +251,7 @@ def collect(
                 job = queue.popleft()
                 inflight[actor.run.remote(job)] = (actor, job)
         bar.close()
+        report.planner_stats = ray.get(server.stats.remote()) if server is not None else None
     finally:
         for actor in actors or []:
             ray.kill(actor)
