@@ -67,6 +67,11 @@ def heldout_score(s: dict) -> float:
     return float(np.mean([v["avg_chain_length"] for v in held]))
 
 
+def heldout_success(s: dict) -> float:
+    """Mean success rate over the held-out sets."""
+    return float(np.mean([v["success_rate"] for k, v in s["sets"].items() if k.startswith("heldout/")]))
+
+
 def promotion(candidate: dict, promoted: dict, max_drop: float, min_gain: float) -> tuple[bool, str]:
     """(promote?, why): held-out must improve and no train family may drop by more than ``max_drop``."""
     gain = heldout_score(candidate) - heldout_score(promoted)

@@ -49,7 +49,15 @@ from intentloop.experiments.collect import collect
 from intentloop.experiments.common import user_errors
 from intentloop.experiments.episode_store import read_store
 from intentloop.experiments.replay import write_replay
-from intentloop.experiments.rounds import eval_jobs, heldout_score, practice_jobs, promotion, scores, write_json
+from intentloop.experiments.rounds import (
+    eval_jobs,
+    heldout_score,
+    heldout_success,
+    practice_jobs,
+    promotion,
+    scores,
+    write_json,
+)
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
@@ -187,7 +195,7 @@ class SelfTraining:
         promote, why = promotion(candidate_scores, promoted_scores, c.promote.max_drop, c.promote.min_gain)
         promote = promote and bool(new)
         seconds = time.monotonic() - start
-        gain = heldout_score(candidate_scores) - heldout_score(history[0]["eval"])
+        gain = 100 * (heldout_success(candidate_scores) - heldout_success(promoted_scores))  # success points
         train_now = [v["success_rate"] for k, v in candidate_scores["sets"].items() if k.startswith("train/")]
         train_best = max(np.mean([v["success_rate"] for k, v in h["eval"]["sets"].items() if k.startswith("train/")])
                          for h in history)  # fmt: skip
@@ -213,7 +221,8 @@ class SelfTraining:
             "dataset": {"new": len(new), "replay": len(replay), "total": len(new) + len(replay)},
             "update": update,
             "seconds": round(seconds, 1),
-            "seconds_per_heldout_point": seconds / (100 * gain / 5) if gain > 0 else None,
+            "heldout_success_gain_points": gain,  # against the promoted version the round started from
+            "seconds_per_heldout_point": seconds / gain if gain > 0 else None,
         }
 
     # -- the loop ------------------------------------------------------------------------------------------
