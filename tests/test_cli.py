@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import intentloop.configs.planner_schema  # noqa: F401
+import intentloop.configs.self_train_schema  # noqa: F401
 import pytest
 from hydra import compose, initialize_config_module
 from intentloop.experiments.cli import COMMANDS, PLANNED, main
@@ -94,20 +95,15 @@ def test_unknown_config_key_is_caught_at_compose_time(tmp_path):
     assert proc.returncode != 0 and "episodez" in proc.stderr and not (tmp_path / "metrics.json").exists()
 
 
-def test_demo_runs_and_prints_a_summary(tmp_path):
-    proc = run(
-        "demo",
-        "episodes=2",
-        "chain_lengths=[1,2]",
-        "env.image_size=32",
-        "progress=false",
-        f"hydra.run.dir={tmp_path}",
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "chain len" in proc.stdout and "still to come" in proc.stdout
+def test_demo_runs_the_whole_loop_and_prints_a_summary_table(tmp_path):
+    from test_self_train import TINY
+
+    proc = run("demo", *TINY, "rounds=1", "collect.episodes=2", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "heldout/1" in proc.stdout and f"tensorboard --logdir {tmp_path / 'tb'}" in proc.stdout
     rows = json.loads((tmp_path / "summary.json").read_text())
-    assert {(r["split"], r["chain_length"]) for r in rows} == {(s, n) for s in ("train", "heldout") for n in (1, 2)}
+    assert [r["round"] for r in rows] == [0, 1] and set(rows[1]["eval"]) == {"train/1", "heldout/1"}
+    assert (tmp_path / "planner" / "v000" / "config.json").exists()  # the demo trained its planner
 
 
 def test_recorded_episode_replays_to_tensorboard(tmp_path):
