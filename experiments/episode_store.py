@@ -17,7 +17,7 @@ Columns:
 | judged_success | bool | the success detector's task verdict (equals success with the ground-truth detector) |
 | outcomes | list<struct<intent, success, steps, reason>> | one per planned intent, in order; success: the detector's |
 | verified | list<bool> | per outcome, the intent's ground-truth predicate when its segment ended (False if refused) |
-| relabels | list<string> | instructions of what the episode actually achieved (hindsight) |
+| relabels | list<string> | hindsight instructions; empty as collected (self-training keeps them in its examples) |
 | frames | list<binary> | PNG-encoded camera images, one per observation (steps + 1) |
 | actions, proprio | list<list<float32>> | per step / per observation |
 | rewards, goal_distance | list<float32> | per step |
