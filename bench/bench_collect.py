@@ -35,7 +35,7 @@ def main() -> None:
     p.add_argument("--model", default=None, help="planner checkpoint for --planner vlm")
     a = p.parse_args()
     planner = {"name": a.planner, "model_path": a.model} if a.planner == "vlm" else {"name": "oracle"}
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     warm = {w: run(w, 2 * w, 10_000 + w, planner, None)[1] for w in (1, 2)}
     rates = {1: [], 2: []}
     for rep in range(a.repeats):

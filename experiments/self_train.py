@@ -229,9 +229,9 @@ class SelfTraining:
     def run(self) -> list[dict]:
         ray_started = not ray.is_initialized()
         if ray_started:
-            address = self.c.ray.address or os.environ.get("RAY_ADDRESS")
-            ray.init(address=address, num_cpus=None if address else self.c.ray.num_cpus, include_dashboard=False,
-                     log_to_driver=False)  # fmt: skip
+            address = self.c.ray.address or os.environ.get("RAY_ADDRESS") or "local"  # never join a stray cluster
+            cpus = self.c.ray.num_cpus if address == "local" else None
+            ray.init(address=address, num_cpus=cpus, include_dashboard=False, log_to_driver=False)
         torch.set_num_threads(self.c.update.threads)
         try:
             return self._rounds()

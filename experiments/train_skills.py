@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -150,9 +151,10 @@ def main(cfg: DictConfig) -> dict:
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # its per-dataset progress log drowns ours
     started = not ray.is_initialized()
     if started:
+        address = cfg.ray.address or os.environ.get("RAY_ADDRESS") or "local"  # local: never join a stray cluster
         ray.init(
-            address=cfg.ray.address,
-            num_cpus=None if cfg.ray.address else cfg.ray.num_cpus,
+            address=address,
+            num_cpus=cfg.ray.num_cpus if address == "local" else None,
             include_dashboard=False,
             log_to_driver=False,
         )
