@@ -17,8 +17,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import ray
 from intentloop.experiments.episode_store import episode_row, read_store, write_shard
-from intentloop.experiments.planner_server import PlannerServer, RemotePlanner, one_thread, plain_config
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, WorkerCrashedError
 from tqdm import tqdm
 
@@ -50,34 +49,84 @@ class CollectReport:
     skipped: list[str] = field(default_factory=list)  # already in the store
     lost: list[str] = field(default_factory=list)  # their collectors died more than max_retries times
     dead_workers: int = 0
-    corrupt: list[str] = field(default_factory=list)  # unreadable shards of the store (their episodes run again)
     planner_stats: dict | None = None  # the planner server's calls, batches and largest batch, when served
-    startup_seconds: float = 0.0  # until every first collector (and the planner server) was ready
-    seconds: float = 0.0  # the whole call, start-up included
-    episodes_per_s: float = 0.0  # episodes finished in this call / seconds
+    seconds: float = 0.0
+    episodes_per_s: float = 0.0
+
+
+def _config(d: dict):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create(d)
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@ray.remote(num_cpus=0)
+class PlannerServer:
+    """One VLM planner for every collector: concurrent requests are decoded together."""
+
+    def __init__(self, planner: dict, wait_s: float = 0.002):
+        from intentloop.agents.planner import make_planner
+
+        _one_thread()
+        self.planner, self.wait_s, self.queue, self.batches = make_planner(_config(planner)), wait_s, [], []
+
+    async def plan(self, instruction: str, image, history: list) -> str:
+        from intentloop.agents.planner import PlannerInput
+
+        future = asyncio.get_running_loop().create_future()
+        self.queue.append((PlannerInput(instruction, image, history), future))
+        if len(self.queue) == 1:
+            asyncio.get_running_loop().create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(self.wait_s)  # let the requests that arrive together join the batch
+        batch, self.queue = self.queue, []
+        try:
+            texts = self.planner.plan_batch([inp for inp, _ in batch])
+        except Exception as err:  # noqa: BLE001  (handed to every caller of the batch)
+            for _, future in batch:
+                future.set_exception(err)
+            return
+        self.batches.append(len(batch))
+        for (_, future), text in zip(batch, texts, strict=True):
+            future.set_result(text)
+
+    def stats(self) -> dict:
+        return {"calls": sum(self.batches), "batches": len(self.batches), "max_batch": max(self.batches, default=0)}
+
+
+class RemotePlanner:
+    """The Planner protocol over a `PlannerServer`: sends only what a robot has (no privileged state)."""
+
+    def __init__(self, server, name: str):
+        self.server, self.name = server, name
+
+    def reset(self) -> None:
+        pass
+
+    def plan(self, inp) -> str:
+        return ray.get(self.server.plan.remote(inp.instruction, inp.image, list(inp.history)))
 
 
 @ray.remote(num_cpus=1)
 class Collector:
-    """Envs, skills and agent of one worker; runs one job at a time. A set-up error is kept for `ready`."""
-
-    def __init__(self, *args):
-        self.error = None
-        try:
-            self._setup(*args)
-        except Exception as err:  # noqa: BLE001  (bad config: the driver raises it as one sentence)
-            self.error = f"{type(err).__name__}: {err}"
-
-    def _setup(self, backend: str, planner: dict, skills: dict, env: dict, agent: dict, epsilon: float,
-               store: str | None, server=None):  # fmt: skip
+    def __init__(self, backend: str, planner: dict, skills: dict, env: dict, agent: dict, epsilon: float,
+                 store: str | None, server=None):  # fmt: skip
         import intentloop.envs  # noqa: F401  (registers the env ids)
         from intentloop.agents import HierarchicalAgent, make_planner
         from intentloop.agents.exploration import EpsilonPlanner
         from intentloop.policies import make_skills
 
-        one_thread()
+        _one_thread()
         self.backend, self.env_cfg, self.store, self.envs = backend, env, store, {}
-        inner = RemotePlanner(server, planner["name"]) if server is not None else make_planner(plain_config(planner))
+        inner = RemotePlanner(server, planner["name"]) if server is not None else make_planner(_config(planner))
         self.planner = EpsilonPlanner(inner, epsilon)
         library = make_skills(skills["name"], env.get("max_delta", 0.03), skills.get("path"), backend=backend)
         self.agent = HierarchicalAgent(
@@ -100,12 +149,7 @@ class Collector:
                                       chain_length=job.chain_length, phrasings=job.phrasings, **knobs)  # fmt: skip
         return self.envs[key]
 
-    def ready(self) -> str | None:
-        return self.error
-
     def run(self, job: EpisodeJob) -> dict:
-        if self.error is not None:
-            raise RuntimeError(f"collector could not start: {self.error}")
         self.planner.seed(job.seed)
         result = self.agent.run_episode(self._env(job), seed=job.seed)
         if self.store is not None:
@@ -113,45 +157,12 @@ class Collector:
         return {**result.to_dict(), "episode_id": job.episode_id, "node_id": ray.get_runtime_context().get_node_id()}
 
 
-def stored_ids(store: str, corrupt: list[str] | None = None) -> set[str]:
-    """Episode ids already in ``store``. Corrupt shards are reported on stderr, appended to ``corrupt`` and
-    skipped, so their episodes are collected again."""
-
-    def report(path, err):
-        print(f"skipping corrupt shard {path}: {err}", file=sys.stderr)
-        if corrupt is not None:
-            corrupt.append(path)
-
+def stored_ids(store: str) -> set[str]:
+    """Episode ids already in ``store`` (corrupt shards are reported and skipped, so they are collected again)."""
     try:
-        return set(read_store(store, columns=["episode_id"], report=report)["episode_id"].to_pylist())
+        return set(read_store(store, columns=["episode_id"])["episode_id"].to_pylist())
     except FileNotFoundError:
         return set()
-
-
-def _start(actors: list, server, new_actor) -> int:
-    """Wait until every collector is set up; raise a collector's set-up error; replace collectors that died
-    while starting (a lost node). Returns how many died."""
-    if server is not None and (error := ray.get(server.ready.remote())) is not None:
-        raise ValueError(f"the planner server could not start: {error}")
-    died = 0
-    for _ in range(3):
-        pending = {actor.ready.remote(): i for i, actor in enumerate(actors)}
-        dead = []
-        for ref, i in pending.items():
-            try:
-                error = ray.get(ref)
-            except DIED:
-                dead.append(i)
-                continue
-            if error is not None:
-                raise ValueError(f"collector could not start: {error}")
-        if not dead:
-            return died
-        died += len(dead)
-        for i in dead:
-            ray.kill(actors[i])
-            actors[i] = new_actor()
-    raise RuntimeError(f"collectors kept dying while starting ({died} died); is the Ray cluster healthy?")
 
 
 def _check(jobs: list[EpisodeJob], workers: int, epsilon: float, backend: str) -> None:
@@ -199,23 +210,20 @@ def collect(
         ray.init(address=address, num_cpus=num_cpus if address == "local" else None, include_dashboard=False,
                  log_to_driver=False)  # fmt: skip
     report, start = CollectReport(), time.monotonic()
-    done = stored_ids(store, report.corrupt) if store is not None else set()
+    done = stored_ids(store) if store is not None else set()
     report.skipped = [j.episode_id for j in jobs if j.episode_id in done]
     queue = deque(j for j in jobs if j.episode_id not in done)
     server = actors = None
     try:
         serve = serve_planner and planner["name"] == "vlm" and queue
-        threads = {"runtime_env": {"env_vars": ACTOR_ENV}}
-        server = PlannerServer.options(**threads).remote(planner) if serve else None
-        options = {"scheduling_strategy": "SPREAD", **threads}
+        server = PlannerServer.remote(planner) if serve else None
+        options = {"scheduling_strategy": "SPREAD", "runtime_env": {"env_vars": ACTOR_ENV}}
 
         def new_actor():
             return Collector.options(**options).remote(backend, planner, skills, env or {}, agent or {}, epsilon,
                                                        store, server)  # fmt: skip
 
         actors = [new_actor() for _ in range(min(workers, len(queue)))]
-        report.dead_workers += _start(actors, server, new_actor)
-        report.startup_seconds = time.monotonic() - start
         inflight, retries = {}, {}
         for actor in actors:
             job = queue.popleft()
@@ -263,11 +271,9 @@ def summary(report: CollectReport) -> dict:
         "skipped": len(report.skipped),
         "lost": report.lost,
         "dead_workers": report.dead_workers,
-        "corrupt_shards": report.corrupt,
         "success_rate": float(np.mean([r["success"] for r in results])) if results else None,
         "avg_chain_length": float(np.mean([r["subgoals_done"] for r in results])) if results else None,
         "seconds": round(report.seconds, 2),
-        "startup_seconds": round(report.startup_seconds, 2),
         "episodes_per_s": report.episodes_per_s,
         "nodes": sorted({r["node_id"] for r in results}),
     }

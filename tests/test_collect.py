@@ -6,18 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import ray
-from intentloop.agents.exploration import EpsilonPlanner, alternatives
-from intentloop.agents.planner import PlannerInput
-from intentloop.envs.intents import DONE, parse_intent
-from intentloop.envs.scene import BLOCKS, ZONES
 from intentloop.experiments.collect import EpisodeJob, collect
 from intentloop.experiments.episode_store import read_store
-from intentloop.experiments.planner_server import PlannerServer
 from ray.cluster_utils import Cluster
 
 ORACLE, SCRIPTED, SMALL = {"name": "oracle"}, {"name": "scripted"}, {"image_size": 32}
@@ -79,7 +73,6 @@ def test_resume_skips_stored_episodes_and_a_corrupt_shard_is_reported_and_collec
     assert sorted(r["episode_id"] for r in again.results) == ["e-001", "e-003", "e-004"]
     err = capsys.readouterr().err
     assert "skipping corrupt shard" in err and "e-001.parquet" in err
-    assert [Path(c).name for c in again.corrupt] == ["e-001.parquet"]
     assert sorted(stored(store)) == [j.episode_id for j in jobs(5)]
 
 
@@ -94,50 +87,6 @@ def test_the_vlm_planner_is_served_by_one_batching_actor(tmp_path, local_ray):
     # every planning call went through the server: one per outcome, plus a final done() per episode at most
     assert len(outcomes) <= stats["calls"] <= len(outcomes) + len(report.results)
     assert 1 <= stats["max_batch"] <= 2 and stats["batches"] <= stats["calls"]
-
-
-def test_the_planner_server_decodes_concurrent_requests_as_one_batch(local_ray):
-    server = PlannerServer.remote({"name": "vlm", "model": {"image_size": 32, "patch_size": 8}}, wait_s=0.2)
-    image = np.zeros((32, 32, 3), np.uint8)
-    texts = ray.get([server.plan.remote("put the red block in the blue zone", image, []) for _ in range(4)])
-    for text in texts:
-        parse_intent(text, BLOCKS, ZONES)  # constrained decoding: always a valid intent
-    stats = ray.get(server.stats.remote())
-    assert stats["calls"] == 4 and stats["max_batch"] > 1 and stats["batches"] < 4
-
-
-class Fixed:
-    name = "fixed"
-
-    def __init__(self, text):
-        self.text = text
-
-    def reset(self):
-        pass
-
-    def plan(self, inp):
-        return self.text
-
-
-def test_epsilon_exploration_is_seeded_valid_and_never_replaces_done():
-    inp = PlannerInput("put the red block in the blue zone", None)
-    planner = EpsilonPlanner(Fixed("pick(red_block)"), 0.5)
-    runs = []
-    for _ in range(2):
-        planner.seed(7)
-        runs.append([planner.plan(inp) for _ in range(200)])
-    assert runs[0] == runs[1]  # the same seed, the same detours
-    detours = [t for t in runs[0] if t != "pick(red_block)"]
-    assert 50 < len(detours) < 150 and set(detours) <= set(alternatives()) and str(DONE) not in detours
-    assert all(EpsilonPlanner(Fixed(str(DONE)), 0.9).plan(inp) == str(DONE) for _ in range(50))
-    assert all(EpsilonPlanner(Fixed("pick(red_block)"), 0.0).plan(inp) == "pick(red_block)" for _ in range(50))
-    with pytest.raises(ValueError, match="epsilon must be in"):
-        EpsilonPlanner(Fixed("pick(red_block)"), -0.1)
-
-
-def test_a_collector_that_cannot_start_fails_with_one_sentence(local_ray):
-    with pytest.raises(ValueError, match="collector could not start: .*nope"):
-        collect(jobs(2), None, planner=ORACLE, skills={"name": "nope"}, env=SMALL, progress=False)
 
 
 def test_bad_input_fails_with_one_sentence():
