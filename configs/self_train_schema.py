@@ -65,7 +65,7 @@ class SelfEvalConfig:
 
 @dataclass
 class PromoteConfig:
-    max_drop: float = 0.01  # no train-split family may lose more than this (success rate) against the promoted
+    max_drop: float = 0.01  # no train family may fall more than this (success rate) below its best promoted value
     min_gain: float = 0.0  # held-out average chain length must rise by more than this
 
 

@@ -72,14 +72,29 @@ def heldout_success(s: dict) -> float:
     return float(np.mean([v["success_rate"] for k, v in s["sets"].items() if k.startswith("heldout/")]))
 
 
-def promotion(candidate: dict, promoted: dict, max_drop: float, min_gain: float) -> tuple[bool, str]:
-    """(promote?, why): held-out must improve and no train family may drop by more than ``max_drop``."""
+def best_families(evals: list[dict]) -> dict[str, float]:
+    """Per train family, the best success rate any of ``evals`` reached (the promoted versions so far)."""
+    best: dict[str, float] = {}
+    for e in evals:
+        for f, v in e["train_families"].items():
+            best[f] = max(best.get(f, v), v)
+    return best
+
+
+def family_drops(candidate: dict, reference: dict[str, float]) -> dict[str, float]:
+    """How far each train family of ``candidate`` is below ``reference`` (negative: above)."""
+    return {f: reference[f] - v for f, v in candidate["train_families"].items() if f in reference}
+
+
+def promotion(
+    candidate: dict, promoted: dict, max_drop: float, min_gain: float, reference: dict[str, float] | None = None
+) -> tuple[bool, str]:
+    """(promote?, why): held-out must improve over ``promoted`` and no train family may be more than
+    ``max_drop`` below ``reference`` (default: the promoted version's; self-training passes the best every family
+    reached among the promoted versions, so drops cannot add up round after round)."""
     gain = heldout_score(candidate) - heldout_score(promoted)
-    drops = {
-        f: promoted["train_families"][f] - v
-        for f, v in candidate["train_families"].items()
-        if f in promoted["train_families"] and promoted["train_families"][f] - v > max_drop
-    }
+    reference = promoted["train_families"] if reference is None else reference
+    drops = {f: d for f, d in family_drops(candidate, reference).items() if d > max_drop + 1e-9}  # 1e-9: rounding
     if drops:
         worst = max(drops, key=drops.get)
         return False, f"train family {worst} dropped by {drops[worst]:.3f} (> {max_drop})"

@@ -15,8 +15,9 @@ Each round r:
 3. update    the promoted planner is fine-tuned on the new examples plus a replay of earlier rounds' examples
              and of the oracle examples it was first trained on (so it does not forget).
 4. promote   the candidate is evaluated greedily on fixed seeds (train and held-out splits); it becomes the
-             promoted version only if held-out average chain length rises and no train family drops by more
-             than ``promote.max_drop``. Every version and its metrics are kept.
+             promoted version only if held-out average chain length rises and no train family falls more than
+             ``promote.max_drop`` below the best it reached among the promoted versions. Every version and its
+             metrics are kept.
 
 Run directory: ``planner/v000`` (round-0 planner), ``base_examples.npz`` (oracle examples, replayed),
 ``rounds/r<r>/{episodes/, examples.npz, skill_failures.jsonl, planner/, metrics.json}`` (``metrics.json`` is
@@ -50,7 +51,9 @@ from intentloop.experiments.common import user_errors
 from intentloop.experiments.episode_store import read_store
 from intentloop.experiments.replay import write_replay
 from intentloop.experiments.rounds import (
+    best_families,
     eval_jobs,
+    family_drops,
     heldout_score,
     heldout_success,
     practice_jobs,
@@ -192,13 +195,12 @@ class SelfTraining:
             candidate = str(rdir / "planner")
             update = self._train(promoted, new + replay, [], Path(candidate), settings, f"update/r{r:03d}")
         candidate_scores = self.evaluate(candidate)
-        promote, why = promotion(candidate_scores, promoted_scores, c.promote.max_drop, c.promote.min_gain)
+        reference = best_families([h["promoted_eval"] for h in history])  # the best of every train family so far
+        promote, why = promotion(candidate_scores, promoted_scores, c.promote.max_drop, c.promote.min_gain, reference)
         promote = promote and bool(new)
         seconds = time.monotonic() - start
         gain = 100 * (heldout_success(candidate_scores) - heldout_success(promoted_scores))  # success points
-        train_now = [v["success_rate"] for k, v in candidate_scores["sets"].items() if k.startswith("train/")]
-        train_best = max(np.mean([v["success_rate"] for k, v in h["eval"]["sets"].items() if k.startswith("train/")])
-                         for h in history)  # fmt: skip
+        kept = candidate_scores if promote else promoted_scores
         return {
             "round": r,
             "planner": candidate,
@@ -206,9 +208,10 @@ class SelfTraining:
             "promotion": why,
             "promoted_planner": candidate if promote else promoted,
             "eval": candidate_scores,
-            "promoted_eval": candidate_scores if promote else promoted_scores,
+            "promoted_eval": kept,
             "heldout_avg_chain_length": heldout_score(candidate_scores),
-            "forgetting": float(train_best - np.mean(train_now)),  # drop of mean train success vs the best before
+            # the largest train-family drop below the best that family reached among promoted versions before
+            "forgetting": {"candidate": worst_drop(candidate_scores, reference), "promoted": worst_drop(kept, reference)},
             "collect": {
                 "episodes": len(rows),
                 "new_this_call": len(report.results),
@@ -250,7 +253,7 @@ class SelfTraining:
                 v0 = self.initial_planner()
                 s0 = self.evaluate(v0)
                 m = {"round": 0, "planner": v0, "promoted": True, "promoted_planner": v0, "eval": s0,
-                     "promoted_eval": s0, "heldout_avg_chain_length": heldout_score(s0), "forgetting": 0.0}  # fmt: skip
+                     "promoted_eval": s0, "heldout_avg_chain_length": heldout_score(s0), "forgetting": {"candidate": 0.0, "promoted": 0.0}}  # fmt: skip
             else:
                 last = history[-1]
                 m = self.round(r, last["promoted_planner"], last["promoted_eval"], history)
@@ -269,7 +272,8 @@ class SelfTraining:
             for k, v in m[which]["sets"].items():
                 writer.add_scalar(f"{which}/{k}/success_rate", v["success_rate"], r)
                 writer.add_scalar(f"{which}/{k}/avg_chain_length", v["avg_chain_length"], r)
-        writer.add_scalar("forgetting/train_success_drop", m["forgetting"], r)
+        for which, drop in m["forgetting"].items():
+            writer.add_scalar(f"forgetting/{which}_train_family_drop", drop, r)
         writer.add_scalar("promoted", float(m["promoted"]), r)
         if r == 0:
             return
@@ -300,6 +304,10 @@ class SelfTraining:
         rows = [row for row in read_store(store).to_pylist() if row["episode_id"] in picks]
         for row in rows:
             write_replay(row, str(self.dir / "tb"))
+
+
+def worst_drop(s: dict, reference: dict[str, float]) -> float:
+    return float(max(family_drops(s, reference).values(), default=0.0))
 
 
 def summary_line(m: dict) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from intentloop.experiments.episode_store import read_store
-from intentloop.experiments.rounds import practice_jobs, promotion
+from intentloop.experiments.rounds import best_families, practice_jobs, promotion
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 CLI = str(Path(sys.executable).parent / "intentloop")
@@ -60,7 +60,8 @@ def test_self_train_writes_round_metrics_tensorboard_and_replays(tmp_path):
     tb = EventAccumulator(str(run_dir / "tb"), size_guidance={"images": 0, "scalars": 0}).Reload()
     steps = [e.step for e in tb.Scalars("eval/heldout/1/success_rate")]
     assert steps == [0, 1]
-    assert {"failures/planner", "detector/intent_false_positive_rate", "dataset/new"} <= set(tb.Tags()["scalars"])
+    logged = {"failures/planner", "detector/intent_false_positive_rate", "dataset/new", "forgetting/promoted_train_family_drop"}
+    assert logged <= set(tb.Tags()["scalars"])
     assert any(t.startswith("replay/r001-") and t.endswith("/video") for t in tb.Tags()["images"])
 
 
@@ -100,3 +101,12 @@ def test_promotion_needs_a_heldout_gain_and_no_train_family_dropping_more_than_a
     assert not promotion(scores(3.0, pick=0.95, push=0.85), base, 0.01, 0.0)[0]
     with pytest.raises(ValueError, match="held-out evaluation"):
         promotion({"sets": {}, "train_families": {}}, base, 0.01, 0.0)
+
+
+def test_promotion_allows_exactly_one_point_and_compares_with_the_best_promoted_so_far():
+    base = scores(3.0, pick=0.77, push=0.80)
+    assert promotion(scores(3.2, pick=0.76, push=0.80), base, 0.01, 0.0)[0]  # 0.77 - 0.76 is 0.01000...09
+    best = best_families([scores(2.0, pick=0.79, push=0.70), base])
+    assert best == {"pick": 0.79, "push": 0.80}
+    refused, why = promotion(scores(3.2, pick=0.77, push=0.80), base, 0.01, 0.0, best)
+    assert not refused and "pick dropped by 0.020" in why  # drops cannot add up version after version
