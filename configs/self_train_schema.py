@@ -11,7 +11,7 @@ import intentloop.configs.planner_schema  # noqa: F401  (registers the planner s
 from hydra.core.config_store import ConfigStore
 from intentloop.agents.vlm.configuration import DataSettings, TrainSettings
 from intentloop.configs.planner_schema import VLMPlannerConfig
-from intentloop.configs.schema import AgentConfig, EnvConfig, PlannerConfig, RayConfig, SkillsConfig
+from intentloop.configs.schema import AgentConfig, EnvConfig, PlannerConfig, RayConfig, RLlibConfig, SkillsConfig
 from omegaconf import MISSING
 
 
@@ -40,6 +40,19 @@ class SelfCollectConfig:
 
 
 @dataclass
+class SkillPracticeConfig:
+    """Optional RL continuation (RLlib PPO, from the current weights) of a skill that failed often in a round."""
+
+    iterations: int = 0  # PPO iterations per practised skill; 0: no skill practice
+    min_failures: int = 10  # skill failures in the round's episodes ...
+    min_failure_rate: float = 0.05  # ... and their share of the skill's executed intents
+    max_skills: int = 1  # practised per round, the most often failing first
+    eval_episodes: int = 100  # held-out skill episodes, the same seeds before and after practice ...
+    min_gain: float = 0.0  # ... the practised weights are kept only if held-out success rises by more than this
+    rllib: RLlibConfig = field(default_factory=lambda: RLlibConfig(bc_iterations=0))
+
+
+@dataclass
 class UpdateConfig:
     """Fine-tuning of the promoted planner on this round's examples plus replay of earlier data."""
 
@@ -51,6 +64,7 @@ class UpdateConfig:
     max_per_composition: int | None = 300  # balance: examples kept per target composition (new data)
     oracle_splits: list[str] = field(default_factory=lambda: ["train"])  # splits whose errors the oracle corrects
     threads: int = 1
+    skill_practice: SkillPracticeConfig = field(default_factory=SkillPracticeConfig)
 
 
 @dataclass

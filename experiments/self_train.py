@@ -13,15 +13,18 @@ Each round r:
              relabels failures in hindsight and builds planner examples; skill failures go to
              ``skill_failures.jsonl``.
 3. update    the promoted planner is fine-tuned on the new examples plus a replay of earlier rounds' examples
-             and of the oracle examples it was first trained on (so it does not forget).
+             and of the oracle examples it was first trained on (so it does not forget); with
+             ``update.skill_practice.iterations`` > 0, a skill that failed often continues RL training
+             (RLlib PPO, experiments/skill_practice.py) and is kept if its held-out success rises.
 4. promote   the candidate is evaluated greedily on fixed seeds (train and held-out splits); it becomes the
              promoted version only if held-out average chain length rises and no train family falls more than
              ``promote.max_drop`` below the best it reached among the promoted versions. Every version and its
              metrics are kept.
 
 Run directory: ``planner/v000`` (round-0 planner), ``base_examples.npz`` (oracle examples, replayed),
-``rounds/r<r>/{episodes/, examples.npz, skill_failures.jsonl, planner/, metrics.json}`` (``metrics.json`` is
-written last: a round is complete when it exists), ``metrics.json`` (every round), ``tb/`` (TensorBoard).
+``rounds/r<r>/{episodes/, examples.npz, skill_failures.jsonl, planner/, skills/ (if practised), metrics.json}``
+(``metrics.json`` is written last: a round is complete when it exists), ``metrics.json`` (every round), ``tb/``
+(TensorBoard).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from intentloop.agents.vlm.modeling import build_default_model, load_model
 from intentloop.agents.vlm.training import train_planner
 from intentloop.configs.self_train_schema import SelfTrainConfig
 from intentloop.envs.tasks import TaskSuite
+from intentloop.policies import pretrained_skills
 from intentloop.experiments.collect import collect
 from intentloop.experiments.common import user_errors
 from intentloop.experiments.episode_store import read_store
@@ -61,6 +65,7 @@ from intentloop.experiments.rounds import (
     scores,
     write_json,
 )
+from intentloop.experiments.skill_practice import failure_rates, finish_library, practise, to_practise
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
@@ -74,6 +79,8 @@ def check(c: SelfTrainConfig) -> None:
         raise ValueError(f"self-training trains the VLM planner; got planner={c.planner.name}")
     if not c.env.image:
         raise ValueError("the VLM planner needs the camera: env.image must be true")
+    if c.update.skill_practice.iterations > 0 and c.skills.name != "rllib":
+        raise ValueError(f"skill practice trains learned skills: it needs skills=rllib, got skills={c.skills.name}")
 
 
 class SelfTraining:
@@ -87,7 +94,7 @@ class SelfTraining:
         self.suite = TaskSuite(split_seed=c.env.split_seed)
 
     # -- the pieces ----------------------------------------------------------------------------------------
-    def _collect(self, jobs, planner: str, store: str | None, temperature: float, epsilon: float):
+    def _collect(self, jobs, planner: str, skills: str | None, store: str | None, temperature: float, epsilon: float):
         c = self.c
         planner_cfg = {**asdict(c.planner), "model_path": planner, "temperature": temperature}
         return collect(
@@ -96,7 +103,7 @@ class SelfTraining:
             workers=c.collect.workers,
             backend=c.backend,
             planner=planner_cfg,
-            skills=asdict(c.skills),
+            skills={**asdict(c.skills), "path": skills},
             env=asdict(c.env),
             agent=asdict(c.agent),
             epsilon=epsilon,
@@ -105,9 +112,10 @@ class SelfTraining:
             progress=c.progress,
         )
 
-    def evaluate(self, planner: str) -> dict:
+    def evaluate(self, planner: str, skills: str | None) -> dict:
         e = self.c.eval
-        report = self._collect(eval_jobs(e.episodes, e.seed, e.splits, e.chain_lengths), planner, None, 0.0, 0.0)
+        jobs = eval_jobs(e.episodes, e.seed, e.splits, e.chain_lengths)
+        report = self._collect(jobs, planner, skills, None, 0.0, 0.0)
         return scores(report.results)
 
     def _train(self, init: str | None, train: list, val: list, out: Path, settings: TrainSettings, tb: str) -> dict:
@@ -160,7 +168,31 @@ class SelfTraining:
             "dropped": dict(data.dropped),
             "skill_failures": len(data.skills),
         }
-        return data.planner, reflect
+        return data.planner, reflect, data.skills
+
+    def _practise_skills(self, r: int, rows: list[dict], failures: list[dict], skills: str | None) -> tuple:
+        """(the skills the candidate uses, figures): RL practice of the skills that failed often, if enabled."""
+        p = self.c.update.skill_practice
+        rates = failure_rates(rows, failures)
+        chosen = to_practise(rates, p.min_failures, p.min_failure_rate, p.max_skills) if p.iterations > 0 else []
+        figures = {"failure_rates": rates, "practised": {}}
+        if not chosen:
+            return skills, figures
+        source = skills or str(pretrained_skills(self.c.backend))
+        staging, out = self.rounds_dir / f"r{r:03d}" / ".skills.tmp", self.rounds_dir / f"r{r:03d}" / "skills"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        env_kwargs = {"backend": self.c.backend, "reward_type": "dense"}
+        for skill in chosen:
+            figures["practised"][skill] = practise(
+                skill, source, staging, env_kwargs, asdict(p.rllib), p.iterations, p.eval_episodes,
+                self.c.seed + r, p.min_gain, self.c.progress,
+            )  # fmt: skip
+        if not any(f["kept"] for f in figures["practised"].values()):
+            shutil.rmtree(staging)
+            return skills, figures
+        finish_library(source, staging, out)
+        return str(out), figures
 
     def _replay_mix(self, r: int, new: list, rng: np.random.Generator) -> list:
         """Earlier rounds' examples and the oracle's, ``replay_ratio`` of them per new example."""
@@ -175,12 +207,14 @@ class SelfTraining:
     # -- a round -------------------------------------------------------------------------------------------
     def round(self, r: int, promoted: str, promoted_scores: dict, history: list[dict]) -> dict:
         c, rdir, start = self.c, self.rounds_dir / f"r{r:03d}", time.monotonic()
+        skills = history[-1].get("promoted_skills", c.skills.path)  # None: the skills the package ships
         rdir.mkdir(parents=True, exist_ok=True)
         store = str(rdir / "episodes")
         jobs = practice_jobs(r, c.collect.episodes, c.collect.splits, c.collect.chain_lengths)
-        report = self._collect(jobs, promoted, store, c.collect.temperature, c.collect.epsilon)
+        report = self._collect(jobs, promoted, skills, store, c.collect.temperature, c.collect.epsilon)
         rows = [row for row in read_store(store).to_pylist() if row["episode_id"].startswith(f"r{r:03d}-")]
-        new, reflect = self._examples(r, rows)
+        new, reflect, skill_failures = self._examples(r, rows)
+        candidate_skills, practice = self._practise_skills(r, rows, skill_failures, skills)
         save_examples(rdir / ".examples.npz", new) if new else None
         os.replace(rdir / ".examples.npz", rdir / "examples.npz") if new else None
         rng = np.random.default_rng([c.seed, r, 1])
@@ -194,10 +228,10 @@ class SelfTraining:
             )  # fmt: skip
             candidate = str(rdir / "planner")
             update = self._train(promoted, new + replay, [], Path(candidate), settings, f"update/r{r:03d}")
-        candidate_scores = self.evaluate(candidate)
+        candidate_scores = self.evaluate(candidate, candidate_skills)
         reference = best_families([h["promoted_eval"] for h in history])  # the best of every train family so far
         promote, why = promotion(candidate_scores, promoted_scores, c.promote.max_drop, c.promote.min_gain, reference)
-        promote = promote and bool(new)
+        promote = promote and (bool(new) or candidate_skills != skills)
         seconds = time.monotonic() - start
         gain = 100 * (heldout_success(candidate_scores) - heldout_success(promoted_scores))  # success points
         kept = candidate_scores if promote else promoted_scores
@@ -207,6 +241,8 @@ class SelfTraining:
             "promoted": promote,
             "promotion": why,
             "promoted_planner": candidate if promote else promoted,
+            "skills": candidate_skills,
+            "promoted_skills": candidate_skills if promote else skills,
             "eval": candidate_scores,
             "promoted_eval": kept,
             "heldout_avg_chain_length": heldout_score(candidate_scores),
@@ -221,6 +257,7 @@ class SelfTraining:
                 "episodes_per_s": report.episodes_per_s,
             },
             "reflect": reflect,
+            "skill_practice": practice,
             "dataset": {"new": len(new), "replay": len(replay), "total": len(new) + len(replay)},
             "update": update,
             "seconds": round(seconds, 1),
@@ -251,8 +288,9 @@ class SelfTraining:
                 continue
             if r == 0:
                 v0 = self.initial_planner()
-                s0 = self.evaluate(v0)
+                s0 = self.evaluate(v0, self.c.skills.path)
                 m = {"round": 0, "planner": v0, "promoted": True, "promoted_planner": v0, "eval": s0,
+                     "skills": self.c.skills.path, "promoted_skills": self.c.skills.path,
                      "promoted_eval": s0, "heldout_avg_chain_length": heldout_score(s0), "forgetting": {"candidate": 0.0, "promoted": 0.0}}  # fmt: skip
             else:
                 last = history[-1]

@@ -89,6 +89,37 @@ def test_a_killed_run_resumes_with_the_episode_count_of_an_uninterrupted_run(tmp
     assert [m["round"] for m in history] == list(range(rounds + 1))
 
 
+
+def test_a_round_practises_its_most_failing_learned_skill_and_evaluates_the_candidate_with_it(tmp_path):
+    run_dir = tmp_path / "run"
+    practice = [
+        "skills.name=rllib",
+        "update.skill_practice.iterations=1",
+        "update.skill_practice.min_failures=0",
+        "update.skill_practice.min_failure_rate=0",
+        "update.skill_practice.min_gain=-1",  # keep the practised weights whatever they score
+        "update.skill_practice.eval_episodes=1",
+        "update.skill_practice.rllib.train_batch_size=128",
+        "update.skill_practice.rllib.minibatch_size=64",
+        "update.skill_practice.rllib.num_epochs=1",
+        "update.skill_practice.rllib.num_envs_per_env_runner=2",
+    ]
+    proc = self_train(run_dir, "rounds=1", "collect.episodes=4", *practice)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    r1 = json.loads((run_dir / "rounds" / "r001" / "metrics.json").read_text())
+    practised = r1["skill_practice"]["practised"]
+    assert len(practised) == 1 and next(iter(practised.values()))["kept"]
+    assert r1["skills"] == str(run_dir / "rounds" / "r001" / "skills")  # what the candidate was evaluated with
+    assert r1["promoted_skills"] == (r1["skills"] if r1["promoted"] else None)
+    assert {p.name for p in Path(r1["skills"]).iterdir()} == {"pick", "place", "push"}
+
+
+def test_skill_practice_needs_learned_skills(tmp_path):
+    proc = self_train(tmp_path / "run", "update.skill_practice.iterations=1")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "skill practice trains learned skills" in err
+
 def scores(heldout, **families):
     return {"sets": {"heldout/5": {"avg_chain_length": heldout}}, "train_families": families}
 
