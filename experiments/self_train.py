@@ -138,6 +138,9 @@ class SelfTraining:
                 examples = load_examples(i.data_cache)
             else:
                 examples = collect_examples(i.data, progress=self.c.progress)
+                if i.data_cache:  # the next run reads them instead of collecting them again
+                    Path(i.data_cache).parent.mkdir(parents=True, exist_ok=True)
+                    save_examples(i.data_cache, examples)
             save_examples(self.dir / ".base_examples.npz", examples)
             os.replace(self.dir / ".base_examples.npz", path)
         return load_examples(path)

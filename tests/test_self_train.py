@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from intentloop.agents.vlm.data import load_examples
 from intentloop.experiments.episode_store import read_store
 from intentloop.experiments.rounds import best_families, practice_jobs, promotion
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -43,10 +44,12 @@ def self_train(run_dir, *overrides, **popen):
 
 def test_self_train_writes_round_metrics_tensorboard_and_replays(tmp_path):
     run_dir = tmp_path / "run"
-    proc = self_train(run_dir, "rounds=1", "collect.episodes=4")
+    proc = self_train(run_dir, "rounds=1", "collect.episodes=4", f"init.data_cache={tmp_path / 'oracle.npz'}")
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
     assert "tensorboard --logdir" in out
+    cached, base = load_examples(tmp_path / "oracle.npz"), load_examples(run_dir / "base_examples.npz")
+    assert len(cached) == len(base) > 0 and [e.target for e in cached] == [e.target for e in base]
     r1 = json.loads((run_dir / "rounds" / "r001" / "metrics.json").read_text())
     assert r1["collect"]["episodes"] == 4 and r1["dataset"]["new"] + r1["dataset"]["replay"] == r1["dataset"]["total"]
     assert set(r1["reflect"]["failures_by_cause"]) == {"planner", "skill", "detector"}
