@@ -16,11 +16,14 @@ The ground truth measures the detector (its false positives) and attributes fail
 - skill: the needed intent, not achieved;
 - detector: the detector's verdict on an intent (or on the task) disagrees with the ground-truth predicate.
 
-Examples of three kinds, each a (camera image, instruction, history, intent) with the image of the moment
+Examples of four kinds, each a (camera image, instruction, history, intent) with the image of the moment
 the planner was asked:
 
 - ``success``: an episode the detector judged successful with as many achieved intents as subgoals: every
   achieved intent with the real history before it (failures and recoveries included), then ``done()``;
+- ``progress``: in any other episode, the intents the detector judged achieved that were what the task needed
+  next at that moment (its next subgoal, or the pick before its place), with the real history before them: the
+  agent's own steps that did advance its own task, whatever came after;
 - ``hindsight``: what the episode did achieve (its achieved intents grouped into whole units) as a new
   instruction phrased by the task suite, with the clean history of that chain, then ``done()``;
 - ``correction``: for episodes of the splits in ``oracle_splits`` only (default: the train split, whose oracle
@@ -42,7 +45,7 @@ from intentloop.experiments.episode_store import decode_png
 
 PLANNER, SKILL, DETECTOR = "planner", "skill", "detector"
 CAUSES = (PLANNER, SKILL, DETECTOR)
-SUCCESS, HINDSIGHT, CORRECTION = "success", "hindsight", "correction"
+SUCCESS, PROGRESS, HINDSIGHT, CORRECTION = "success", "progress", "hindsight", "correction"
 REFUSED = ("invalid", "rejected")  # reasons of intents that were never executed
 
 
@@ -61,6 +64,7 @@ class Judgement:
     success: bool  # ground truth: the task predicate
     judged_success: bool  # the detector's verdict
     achieved: list[int]  # outcome indices of the judged-achieved intents that form whole units, in order
+    advanced: list[int] = field(default_factory=list)  # judged-achieved intents that were the task's next need
     failures: list[Failure] = field(default_factory=list)
     detector: Counter = field(default_factory=Counter)  # intent verdicts: tp, fp, tn, fn
 
@@ -98,13 +102,30 @@ def _achieved_chain(outcomes: list[dict]) -> list[int]:
     return chain if units_of([intents[i] for i in chain]) else []
 
 
+def _advanced(task: Task, outcomes: list[dict]) -> list[int]:
+    """Indices of the intents that, by the detector's verdicts alone, were what the task needed next and done."""
+    progress, holding, out = 0, None, []
+    for i, o in enumerate(outcomes):
+        if o["reason"].startswith(REFUSED):
+            continue
+        intent = parse_intent(o["intent"])
+        if o["success"] and str(intent) == _needed(task, progress, holding):
+            out.append(i)
+        if o["success"] and progress < len(task.intents) and intent == task.intents[progress]:
+            progress += 1
+        if intent.skill in ("pick", "place"):
+            holding = intent.args[0] if intent.skill == "pick" and o["success"] else None
+    return out
+
+
 def judge(row: dict) -> Judgement:
     """The verdicts on one stored episode: per-intent detector agreement and the cause of every failure."""
     task = Task.from_dict(json.loads(row["task"]))
     outcomes = row["outcomes"]
     verified = row.get("verified") or [o["success"] for o in outcomes]
     judged_task = row.get("judged_success", row["success"])
-    j = Judgement(row["episode_id"], task.split, bool(row["success"]), bool(judged_task), _achieved_chain(outcomes))
+    j = Judgement(row["episode_id"], task.split, bool(row["success"]), bool(judged_task), _achieved_chain(outcomes),
+                  _advanced(task, outcomes))  # fmt: skip
     progress, holding = 0, None
     for i, (o, truth) in enumerate(zip(outcomes, verified, strict=True)):
         needed = _needed(task, progress, holding)
@@ -158,12 +179,15 @@ def _episode_examples(row, j: Judgement, suite: TaskSuite, rng, oracle_splits, e
         for i in chain:
             example(SUCCESS, start[i], row["instruction"], outcomes[:i], outcomes[i].intent)
         example(SUCCESS, start[-1], row["instruction"], outcomes, str(DONE))
-    elif chain:
-        relabel = suite.describe(rng, [parse_intent(outcomes[i].intent) for i in chain])
-        clean = [IntentOutcome(outcomes[i].intent, True, outcomes[i].steps, "achieved") for i in chain]
-        for n, i in enumerate(chain):
-            example(HINDSIGHT, start[i], relabel.instruction, clean[:n], outcomes[i].intent)
-        example(HINDSIGHT, start[chain[-1] + 1], relabel.instruction, clean, str(DONE))
+    else:
+        for i in j.advanced:  # the steps of the failed episode that did advance its own task
+            example(PROGRESS, start[i], row["instruction"], outcomes[:i], outcomes[i].intent)
+        if chain:
+            relabel = suite.describe(rng, [parse_intent(outcomes[i].intent) for i in chain])
+            clean = [IntentOutcome(outcomes[i].intent, True, outcomes[i].steps, "achieved") for i in chain]
+            for n, i in enumerate(chain):
+                example(HINDSIGHT, start[i], relabel.instruction, clean[:n], outcomes[i].intent)
+            example(HINDSIGHT, start[chain[-1] + 1], relabel.instruction, clean, str(DONE))
     if task.split in oracle_splits:
         for f in j.failures:
             if f.cause == PLANNER and f.correct is not None and f.index is not None:
@@ -204,7 +228,7 @@ def build_dataset(
                 skills.append({"episode_id": j.episode_id, "index": f.index, **o})
     if max_per_composition is not None:
         order, count, kept = rng.permutation(len(pairs)), Counter(), []
-        for i in sorted(order, key=lambda i: pairs[i][0] != SUCCESS):  # successes first, then a random rest
+        for i in sorted(order, key=lambda i: pairs[i][0] not in (SUCCESS, PROGRESS)):  # the task's own first
             target = parse_intent(pairs[i][1].target)
             key = composition(target) if target.args else ("done",)
             if count[key] < max_per_composition:

@@ -13,6 +13,7 @@ from intentloop.agents.reflection import (
     DETECTOR,
     HINDSIGHT,
     PLANNER,
+    PROGRESS,
     SKILL,
     SUCCESS,
     build_dataset,
@@ -112,6 +113,26 @@ def test_hindsight_relabels_what_a_failed_episode_did_achieve():
     assert relabelled[0].instruction != row["instruction"]
     assert suite.describe(np.random.default_rng(0), other.intents).intents == other.intents
 
+
+
+class StopsAfterFirst(FirstSays):
+    """Follows the oracle once, then says done()."""
+
+    def plan(self, inp: PlannerInput) -> str:
+        return super().plan(inp) if not inp.history else "done()"
+
+
+def test_the_steps_of_a_failed_episode_that_advanced_its_task_keep_its_instruction():
+    row = record(StopsAfterFirst())
+    j = judge(row)
+    assert not j.success and j.advanced == [0]
+    data = build_dataset([row], [j], TaskSuite(), np.random.default_rng(0), oracle_splits=())
+    assert data.kinds == {PROGRESS: 1, HINDSIGHT: 2}
+    progress = [e for e in data.planner if e.instruction == row["instruction"]]
+    assert len(progress) == 1 and progress[0].target == row["outcomes"][0]["intent"] and not progress[0].history
+    wrong = record(FirstSays("place(red_block, blue_zone)"))  # refused first, then the oracle: a success
+    assert judge(wrong).success and build_dataset([wrong], [judge(wrong)], TaskSuite(), np.random.default_rng(0),
+                                                  oracle_splits=()).kinds[PROGRESS] == 0  # fmt: skip
 
 def test_a_detector_that_disagrees_with_the_ground_truth_is_counted_as_a_false_positive():
     row = record(OraclePlanner(), LimpPick(), family="pick")
