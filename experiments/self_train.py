@@ -49,7 +49,6 @@ from intentloop.agents.vlm.modeling import build_default_model, load_model
 from intentloop.agents.vlm.training import train_planner
 from intentloop.configs.self_train_schema import SelfTrainConfig
 from intentloop.envs.tasks import TaskSuite
-from intentloop.policies import pretrained_skills
 from intentloop.experiments.collect import collect
 from intentloop.experiments.common import user_errors
 from intentloop.experiments.episode_store import read_store
@@ -66,6 +65,7 @@ from intentloop.experiments.rounds import (
     write_json,
 )
 from intentloop.experiments.skill_practice import failure_rates, finish_library, practise, to_practise
+from intentloop.policies import pretrained_skills
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
@@ -250,7 +250,10 @@ class SelfTraining:
             "promoted_eval": kept,
             "heldout_avg_chain_length": heldout_score(candidate_scores),
             # the largest train-family drop below the best that family reached among promoted versions before
-            "forgetting": {"candidate": worst_drop(candidate_scores, reference), "promoted": worst_drop(kept, reference)},
+            "forgetting": {
+                "candidate": worst_drop(candidate_scores, reference),
+                "promoted": worst_drop(kept, reference),
+            },
             "collect": {
                 "episodes": len(rows),
                 "new_this_call": len(report.results),
@@ -294,7 +297,8 @@ class SelfTraining:
                 s0 = self.evaluate(v0, self.c.skills.path)
                 m = {"round": 0, "planner": v0, "promoted": True, "promoted_planner": v0, "eval": s0,
                      "skills": self.c.skills.path, "promoted_skills": self.c.skills.path,
-                     "promoted_eval": s0, "heldout_avg_chain_length": heldout_score(s0), "forgetting": {"candidate": 0.0, "promoted": 0.0}}  # fmt: skip
+                     "promoted_eval": s0, "heldout_avg_chain_length": heldout_score(s0),
+                     "forgetting": {"candidate": 0.0, "promoted": 0.0}}  # fmt: skip
             else:
                 last = history[-1]
                 m = self.round(r, last["promoted_planner"], last["promoted_eval"], history)

@@ -65,7 +65,8 @@ def test_practice_continues_ppo_from_the_shipped_weights_and_keeps_only_a_better
     finish_library(shipped, staging, out)
     assert not staging.exists()
     before, after = load_skill_module(shipped, "pick"), load_skill_module(out, "pick")
-    changed = [not torch.equal(a, b) for a, b in zip(before.state_dict().values(), after.state_dict().values())]
+    pairs = zip(before.state_dict().values(), after.state_dict().values(), strict=True)
+    changed = [not torch.equal(a, b) for a, b in pairs]
     assert any(changed)  # a real PPO update moved the weights
     library = RLlibSkills(out)  # the practised pick next to the copied place and push
     assert set(library.modules) == {"pick", "place", "push"}
