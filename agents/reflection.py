@@ -102,20 +102,29 @@ def _achieved_chain(outcomes: list[dict]) -> list[int]:
     return chain if units_of([intents[i] for i in chain]) else []
 
 
-def _advanced(task: Task, outcomes: list[dict]) -> list[int]:
-    """Indices of the intents that, by the detector's verdicts alone, were what the task needed next and done."""
-    progress, holding, out = 0, None, []
-    for i, o in enumerate(outcomes):
+def _walk(task: Task, outcomes: list[dict], verdicts: list[bool]):
+    """(index, outcome, the intent the task needed at that call) for every outcome, the task's progress
+    following ``verdicts`` (the detector's, or the ground truth)."""
+    progress, holding = 0, None
+    for i, (o, ok) in enumerate(zip(outcomes, verdicts, strict=True)):
+        yield i, o, _needed(task, progress, holding)
         if o["reason"].startswith(REFUSED):
             continue
         intent = parse_intent(o["intent"])
-        if o["success"] and str(intent) == _needed(task, progress, holding):
-            out.append(i)
-        if o["success"] and progress < len(task.intents) and intent == task.intents[progress]:
+        if ok and progress < len(task.intents) and intent == task.intents[progress]:
             progress += 1
         if intent.skill in ("pick", "place"):
-            holding = intent.args[0] if intent.skill == "pick" and o["success"] else None
-    return out
+            holding = intent.args[0] if intent.skill == "pick" and ok else None
+
+
+def _advanced(task: Task, outcomes: list[dict]) -> list[int]:
+    """Indices of the intents that, by the detector's verdicts alone, were what the task needed next and done."""
+    judged = [o["success"] for o in outcomes]
+    return [
+        i
+        for i, o, needed in _walk(task, outcomes, judged)
+        if o["success"] and not o["reason"].startswith(REFUSED) and str(parse_intent(o["intent"])) == needed
+    ]
 
 
 def judge(row: dict) -> Judgement:
@@ -126,9 +135,8 @@ def judge(row: dict) -> Judgement:
     judged_task = row.get("judged_success", row["success"])
     j = Judgement(row["episode_id"], task.split, bool(row["success"]), bool(judged_task), _achieved_chain(outcomes),
                   _advanced(task, outcomes))  # fmt: skip
-    progress, holding = 0, None
-    for i, (o, truth) in enumerate(zip(outcomes, verified, strict=True)):
-        needed = _needed(task, progress, holding)
+    for i, o, needed in _walk(task, outcomes, verified):
+        truth = verified[i]
         if o["reason"].startswith(REFUSED):
             j.failures.append(Failure(i, PLANNER, f"{o['intent']}: {o['reason']}", needed))
             continue
@@ -140,10 +148,6 @@ def judge(row: dict) -> Judgement:
             j.failures.append(Failure(i, PLANNER, f"{intent} where the task needed {needed}", needed))
         elif not truth:
             j.failures.append(Failure(i, SKILL, f"{intent} not achieved ({o['reason']})"))
-        if truth and progress < len(task.intents) and intent == task.intents[progress]:
-            progress += 1
-        if intent.skill in ("pick", "place"):
-            holding = intent.args[0] if intent.skill == "pick" and truth else None
     if j.judged_success != j.success:
         j.failures.append(Failure(None, DETECTOR, f"task judged {j.judged_success}, ground truth {j.success}"))
     if not j.success and not j.failures:

@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 from intentloop.agents.reflection import REFUSED
-from intentloop.envs.intents import MOTOR_SKILLS
+from intentloop.envs.intents import MOTOR_SKILLS, parse_intent
 from intentloop.experiments.train_skills import heldout_success
 from intentloop.policies.rllib_config import build_ppo
 from intentloop.policies.skill_library import load_skill_module
@@ -28,9 +28,9 @@ from tqdm import tqdm
 def failure_rates(rows: list[dict], skill_failures: list[dict]) -> dict[str, dict]:
     """Per skill: executed intents, skill failures among them, and the rate, over one round's episodes."""
     executed = Counter(
-        o["intent"].split("(")[0] for row in rows for o in row["outcomes"] if not o["reason"].startswith(REFUSED)
+        parse_intent(o["intent"]).skill for row in rows for o in row["outcomes"] if not o["reason"].startswith(REFUSED)
     )
-    failed = Counter(f["intent"].split("(")[0] for f in skill_failures)
+    failed = Counter(parse_intent(f["intent"]).skill for f in skill_failures)
     return {
         s: {"executed": executed[s], "failures": failed[s], "rate": failed[s] / executed[s] if executed[s] else 0.0}
         for s in sorted(executed)
