@@ -71,7 +71,9 @@ class EpisodeResult:
     subgoals_done: int = 0
     n_subgoals: int = 0
     success: bool = False  # ground truth: the env's task predicate
+    final_success: bool = False  # ground truth: the end state satisfies the task (nothing undone afterwards)
     judged_success: bool = False  # the detector's task verdict
+    feedback: list[tuple[int, str]] = field(default_factory=list)  # what the user said: (outcomes before it, text)
     steps: int = 0
     trace: Trace | None = None  # every step, when the agent records
 
@@ -92,15 +94,18 @@ class HierarchicalAgent:
         contracts: bool = True,
         safety: SafetyRules | dict | None = None,
         detector: Detector | None = None,
+        blank_image: bool = False,
     ):
         """``contracts``: check skill preconditions before executing; ``safety``: the rule set (or its config;
-        None: the defaults); ``detector``: judges intent and task success (None: the ground-truth predicates)."""
+        None: the defaults); ``detector``: judges intent and task success (None: the ground-truth predicates);
+        ``blank_image``: the planner sees an all-zero camera image (the perception ablation)."""
         if max_steps_per_intent < 1:
             raise ValueError(f"max_steps_per_intent must be >= 1, got {max_steps_per_intent}")
         self.planner, self.skills = planner, skills
         self.max_steps_per_intent, self.max_intents, self.record = max_steps_per_intent, max_intents, record
         self.contracts, self.safety = contracts, SafetyRules.from_config(safety)
         self.detector = detector or PredicateDetector()
+        self.blank_image = blank_image
 
     def check(self, text: str, obs: dict) -> tuple[Intent | None, str | None]:
         """Validate the planner's ``text`` in state ``obs``: (the intent, None) if it may run, else (the intent
@@ -131,10 +136,12 @@ class HierarchicalAgent:
         budget = self.max_intents or 2 * len(task.intents) + 2
         ended = False
         for _ in range(budget):
+            image = obs.get("image")
+            if self.blank_image and image is not None:
+                image = np.zeros_like(image)
+            history, heard = list(result.outcomes), list(result.feedback)
             text = self.planner.plan(
-                PlannerInput(
-                    task.instruction, obs.get("image"), list(result.outcomes), obs, task, info["subgoals_done"]
-                )
+                PlannerInput(task.instruction, image, history, obs, task, info["subgoals_done"], heard)
             )
             intent, refusal = self.check(text, obs)
             if refusal is not None:  # recorded, fed back; never executed
@@ -143,21 +150,27 @@ class HierarchicalAgent:
                 continue
             if intent.is_done:
                 break
-            outcome, verified, obs, info, ended = self._execute(env, intent, obs, result.trace, len(result.outcomes))
+            outcome, verified, obs, info, ended, said = self._execute(
+                env, intent, obs, result.trace, len(result.outcomes)
+            )
+            if said:
+                result.feedback.append((len(result.outcomes) + 1, said))
             result.outcomes.append(outcome)
             result.verified.append(verified)
             result.steps += outcome.steps
             if ended:
                 break
         result.subgoals_done, result.success = info["subgoals_done"], bool(info["is_success"])
+        result.final_success = bool(info.get("final_success", result.success))
         result.judged_success = bool(self.detector.task_done(task, obs, info))
         return result
 
     def _execute(self, env: gym.Env, intent, obs: dict, trace: Trace | None, segment: int):
-        """Run the skill until the detector says done, the episode ends or the budget is spent; returns the
-        outcome, the ground truth at the end of the segment, the last observation and info, and whether the
-        episode ended."""
-        ref, info = obs, {}
+        """Run the skill until the detector says done, the episode ends, the user speaks (the intent is then
+        ``interrupted``, so the planner hears it at once) or the budget is spent; returns the outcome, the ground
+        truth at the end of the segment, the last observation and info, whether the episode ended, and what
+        the user said."""
+        ref, info, said = obs, {}, ""
         self.skills.reset(intent, obs)
         outcome = IntentOutcome(str(intent), False, self.max_steps_per_intent, "timeout")
         ended = False
@@ -167,10 +180,14 @@ class HierarchicalAgent:
             if trace is not None:
                 distance = np.linalg.norm(P.block_pos(obs, intent.obj) - P.goal_position(intent, obs, ref))
                 trace.step(obs, action, reward, segment, float(distance))
+            said = info.get("feedback", "")
             if self.detector.intent_done(intent, obs, ref):
                 outcome, ended = IntentOutcome(str(intent), True, t, "achieved"), terminated or truncated
                 break
             if terminated or truncated:
                 outcome, ended = IntentOutcome(str(intent), False, t, "episode ended"), True
                 break
-        return outcome, bool(P.achieved(intent, obs, ref)), obs, info, ended
+            if said:
+                outcome = IntentOutcome(str(intent), False, t, "interrupted")
+                break
+        return outcome, bool(P.achieved(intent, obs, ref)), obs, info, ended, said

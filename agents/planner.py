@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+from intentloop.envs import goals
 from intentloop.envs import predicates as P
 from intentloop.envs.intents import DONE, Intent
 from intentloop.envs.tasks import Task
@@ -22,7 +23,7 @@ class IntentOutcome:
     intent: str  # the planner's text, even when it did not parse
     success: bool
     steps: int
-    reason: str  # "achieved", "timeout", "episode ended", "invalid: <why>", "rejected: <rule>: <why>"
+    reason: str  # "achieved", "timeout", "interrupted", "episode ended", "invalid: <why>", "rejected: <rule>: <why>"
 
     def __str__(self) -> str:
         return f"{self.intent} -> {'success' if self.success else 'failure'} ({self.reason}, {self.steps} steps)"
@@ -37,6 +38,8 @@ class PlannerInput:
     obs: dict | None = None
     task: Task | None = None
     subgoals_done: int = 0
+    # What the user said during the episode: (how many outcomes the history had when it arrived, the text).
+    feedback: list[tuple[int, str]] = field(default_factory=list)
 
 
 @runtime_checkable
@@ -49,17 +52,28 @@ class Planner(Protocol):
 
 
 class OraclePlanner:
-    """Decomposes any suite task into its intents from privileged state: the task's subgoals in order,
-    with a re-pick when a block meant to be placed is no longer in hand."""
+    """Plans any suite task from privileged state. A templated task: its subgoals in order, with a re-pick
+    when a block meant to be placed is no longer in hand. A goal-level task: `goals.next_intent` from the
+    current state (the first state it sees after ``reset`` is the episode's start)."""
 
     name = "oracle"
 
+    def __init__(self):
+        self._start: dict | None = None
+
     def reset(self) -> None:
-        pass
+        self._start = None
 
     def plan(self, inp: PlannerInput) -> str:
         if inp.task is None or inp.obs is None:
             raise ValueError("the oracle planner needs privileged state: PlannerInput.task and PlannerInput.obs")
+        if self._start is None:
+            self._start = inp.obs
+        if inp.task.is_goal:
+            goal, event = inp.task.goal, inp.task.event
+            if event and event[0] == "correct" and any(text == event[2] for _, text in inp.feedback):
+                goal = event[3]  # the user corrected the goal
+            return str(goals.next_intent(goal, inp.obs, self._start))
         if inp.subgoals_done >= len(inp.task.intents):
             return str(DONE)
         nxt = inp.task.intents[inp.subgoals_done]
@@ -68,7 +82,13 @@ class OraclePlanner:
         return str(nxt)
 
 
-PLANNERS = {"oracle": OraclePlanner}
+def _text_planner():
+    from intentloop.agents.text_planner import TextPlanner
+
+    return TextPlanner()
+
+
+PLANNERS = {"oracle": OraclePlanner, "text": _text_planner}
 
 
 def make_planner(cfg) -> Planner:

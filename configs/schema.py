@@ -67,9 +67,11 @@ class EvaluateConfig:
     planner: PlannerConfig = MISSING
     skills: SkillsConfig = MISSING
     backend: str = "mujoco"  # mujoco | pybullet
-    task: str = "chain"  # pick | push | put | stack | chain
+    task: str = "chain"  # pick | push | put | stack | chain, or a goal-level family: clear | fill | refer | ...
     chain_length: int = 1  # intents per task for task=chain (1..5)
     split: str = "train"  # train | heldout compositions
+    level: str | None = None  # L1 new scenes | L2 held-out compositions | L3 unseen phrasings | L4 untrained family
+    ablation: str | None = None  # blank_image: also run the same episodes with the planner's camera image zeroed
     episodes: int = 100
     seed: int = 0  # episode i uses seed + i, so versions compare on the same episodes
     progress: bool = True  # progress bar

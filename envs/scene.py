@@ -59,10 +59,16 @@ ZONE_CLEARANCE = ZONE_HALF + BLOCK_HALF + 0.02  # blocks start outside the zones
 
 @dataclass(frozen=True)
 class Layout:
-    """Where things start: block centers (x, y, yaw) and zone centers (x, y)."""
+    """Where things start: block centers (x, y, yaw), zone centers (x, y) and, for arranged scenes, the
+    height of each block's center (None: every block on the table)."""
 
     blocks: np.ndarray  # (n_blocks, 3): x, y, yaw
     zones: np.ndarray  # (n_zones, 2): x, y
+    heights: np.ndarray | None = None  # (n_blocks,) center heights; BLOCK_HALF on the table, 3 BLOCK_HALF stacked
+
+    def block_z(self) -> np.ndarray:
+        """(n_blocks,) center heights."""
+        return np.full(len(self.blocks), BLOCK_HALF) if self.heights is None else np.asarray(self.heights, float)
 
     def block_xy(self, name: str) -> np.ndarray:
         return self.blocks[BLOCKS.index(name), :2]

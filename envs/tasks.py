@@ -14,28 +14,37 @@ clear push paths, no block moved once it carries or sits on another).
 The split is over compositions (skill x block x target): a fixed, seeded quarter of the ``place`` and
 ``push`` compositions is held out, such that every block, zone and direction still occurs in training.
 Train tasks use only train compositions; held-out tasks contain at least one held-out composition.
-Phrasings are split too: the last template of each list is kept for the "unseen phrasings" test.
+Phrasings are split too: the last template of each list is kept for the "unseen phrasings" test, and the
+phrasing grammar (envs/language.py) rewrites half of the training instructions with its train rules and every
+unseen-phrasings instruction with its held-out rules (new words and structures).
+
+Goal-level families (``clear``, ``fill``, ``refer``, ``except``, ``count``, ``swap``; envs/goal_tasks.py) start
+from an arranged scene and name a goal instead of intents: a `Task` with a ``goal`` is judged by its goal
+predicate on the final state (envs/goals.py), and its ``intents`` are only the oracle's reference plan.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
+from intentloop.envs import goals, language
+from intentloop.envs.goal_tasks import CORRECTIONS, GOAL_FAMILIES, GOAL_TEMPLATES, REFERENTS, sample_goal
 from intentloop.envs.intents import DIRECTIONS, Intent, parse_intent
+from intentloop.envs.language import TRAIN_RATE, rephrase
 from intentloop.envs.predicates import PUSH_TRAVEL
 from intentloop.envs.scene import (
     BLOCK_HALF,
     BLOCKS,
-    WORKSPACE_HIGH,
-    WORKSPACE_LOW,
     ZONE_HALF,
     ZONES,
     Layout,
     sample_layout,
 )
 
-FAMILIES = ("pick", "push", "put", "stack", "chain")
+TEMPLATED_FAMILIES = ("pick", "push", "put", "stack", "chain")
+FAMILIES = TEMPLATED_FAMILIES + GOAL_FAMILIES
 SPLITS = ("train", "heldout")
 PHRASINGS = ("train", "heldout", "all")
 MAX_CHAIN = 5
@@ -75,6 +84,13 @@ _JOINS = {
 }
 
 
+def vocabulary() -> list[str]:
+    """Every template, join, noun and direction phrase the suite writes instructions with (placeholders blanked)."""
+    groups = (_TEMPLATES, _JOINS, GOAL_TEMPLATES, REFERENTS, CORRECTIONS, _DIRECTION_WORDS)
+    texts = [re.sub(r"\{\w*\}", " ", t) for group in groups for t in sum(group.values(), ())]
+    return texts + [*_BLOCK_WORDS, *_ZONE_WORDS] + language.words()
+
+
 class InfeasibleTask(ValueError):
     """No task of the requested family, length and split fits (this layout of) the scene."""
 
@@ -85,6 +101,12 @@ class Task:
     intents: tuple[Intent, ...]  # the subgoals, in order
     instruction: str
     split: str
+    goal: goals.Goal = ()  # goal-level families: the conditions on the final state (intents: a reference plan)
+    event: tuple = ()  # correct / perturb: what the env does mid-episode (envs/goal_tasks.py)
+
+    @property
+    def is_goal(self) -> bool:
+        return bool(self.goal)
 
     def to_dict(self) -> dict:
         return {
@@ -92,11 +114,21 @@ class Task:
             "intents": [str(i) for i in self.intents],
             "instruction": self.instruction,
             "split": self.split,
+            "goal": [list(c) for c in self.goal],
+            "event": _jsonable(self.event),
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> Task:
-        return cls(d["family"], tuple(parse_intent(t) for t in d["intents"]), d["instruction"], d["split"])
+        intents = tuple(parse_intent(t) for t in d["intents"])
+        event = tuple(d.get("event", ()))
+        if event and event[0] == "correct":
+            event = (*event[:3], goals.check_goal(event[3]))
+        return cls(d["family"], intents, d["instruction"], d["split"], goals.check_goal(d.get("goal", ())), event)
+
+
+def _jsonable(x):
+    return [_jsonable(v) for v in x] if isinstance(x, tuple | list) else x
 
 
 def composition(intent: Intent) -> tuple[str, ...]:
@@ -156,14 +188,7 @@ class _Board:
         return all(np.linalg.norm(point - p) >= radius for b, p in self.xy.items() if b != ignore)
 
     def push_ok(self, block: str, direction: str) -> bool:
-        d = np.array(DIRECTIONS[direction])
-        start, end = self.xy[block], self.xy[block] + PUSH_TRAVEL * d
-        if np.any(end < WORKSPACE_LOW) or np.any(end > WORKSPACE_HIGH):
-            return False
-        if any(np.max(np.abs(end - z)) < ZONE_HALF + BLOCK_HALF for z in self.zones.values()):
-            return False
-        path = [start + t * (end + 0.03 * d - start + 0.0) for t in np.linspace(0, 1, 6)]
-        return self.clear(start - 0.06 * d, block, 0.065) and all(self.clear(p, block, 0.07) for p in path)
+        return goals.push_ok(self.xy, self.zones, block, direction)
 
 
 class TaskSuite:
@@ -187,6 +212,8 @@ class TaskSuite:
     ) -> Task:
         if family not in FAMILIES:
             raise ValueError(f"unknown task {family!r}; choose one of: {', '.join(FAMILIES)}")
+        if family in GOAL_FAMILIES:
+            raise ValueError(f"{family!r} arranges the scene: sample it with sample_on or sample_episode")
         if family == "chain" and not 1 <= chain_length <= MAX_CHAIN:
             raise ValueError(f"chain_length must be between 1 and {MAX_CHAIN}, got {chain_length}")
         length = chain_length if family == "chain" else (1 if family in ("pick", "push") else 2)
@@ -208,13 +235,39 @@ class TaskSuite:
     ) -> tuple[Layout, Task]:
         """A layout and a feasible task on it; draws a new layout when one admits no such task."""
         for _ in range(max_layouts - 1):
-            layout = sample_layout(rng)
             try:
-                return layout, self.sample(rng, layout, family, chain_length, max_tries=20)
+                return self.sample_on(rng, sample_layout(rng), family, chain_length, max_tries=20)
             except InfeasibleTask:
                 continue
-        layout = sample_layout(rng)
-        return layout, self.sample(rng, layout, family, chain_length)
+        return self.sample_on(rng, sample_layout(rng), family, chain_length)
+
+    def sample_on(
+        self, rng: np.random.Generator, layout: Layout, family: str = "chain", chain_length: int = 1, max_tries=200
+    ) -> tuple[Layout, Task]:
+        """A task on ``layout``, and the layout it starts from (goal-level families arrange it first)."""
+        if family not in GOAL_FAMILIES:
+            return layout, self.sample(rng, layout, family, chain_length, max_tries)
+
+        def chain(kind: str, length: int):
+            units = self._units(rng, layout, kind, length)
+            return None if units is None else (units, self._sentence(rng, units))
+
+        words = (
+            lambda n: self._name(rng, n),
+            lambda o: self._pick(rng, o),
+            lambda d: self._pick(rng, _DIRECTION_WORDS[d]),
+        )
+        for _ in range(max_tries):
+            drawn = sample_goal(rng, layout, family, *words, chain)
+            if drawn is None:
+                continue
+            arranged, goal, text, plan, event = drawn
+            if self.split == "heldout" and not any(composition(i) in self.heldout for i in plan):
+                continue
+            if self.split == "train" and not all(self._allowed(i) for i in plan):
+                continue
+            return arranged, Task(family, tuple(plan), self._finish(rng, text), self.split, goal, event)
+        raise InfeasibleTask(f"could not sample a feasible {self.split} {family!r} task in {max_tries} tries")
 
     def describe(self, rng: np.random.Generator, intents: tuple[Intent, ...] | list[Intent]) -> Task:
         """A ``chain`` task whose subgoals are ``intents``, phrased with this suite's templates: what a trajectory
@@ -290,7 +343,17 @@ class TaskSuite:
         color, kind = name.split("_")
         return f"{color} {self._pick(rng, _BLOCK_WORDS if kind == 'block' else _ZONE_WORDS)}"
 
+    def _finish(self, rng, text: str) -> str:
+        """Capitalised, with a full stop, and rewritten by the phrasing grammar's rules for this suite."""
+        text = text[0].upper() + text[1:] + "."
+        if self.phrasings == "heldout" or (self.phrasings == "all" and rng.random() < 0.5):
+            return rephrase(rng, text, "heldout")
+        return rephrase(rng, text, "train") if rng.random() < TRAIN_RATE else text
+
     def _instruction(self, rng, units) -> str:
+        return self._finish(rng, self._sentence(rng, units))
+
+    def _sentence(self, rng, units) -> str:
         parts = []
         for kind, unit in units:
             last = unit[-1]
@@ -304,4 +367,4 @@ class TaskSuite:
             text = self._pick(rng, _JOINS[2]).format(*parts)
         else:
             text = self._pick(rng, _JOINS["n"]).format(head=", then ".join(parts[:-1]), last=parts[-1])
-        return text[0].upper() + text[1:] + "."
+        return text

@@ -22,6 +22,7 @@ Columns:
 | actions, proprio | list<list<float32>> | per step / per observation |
 | rewards, goal_distance | list<float32> | per step |
 | segment | list<int32> | per step: index into outcomes of the intent being executed |
+| feedback | list<struct<at, text>> | what the user said: after how many outcomes, and the words |
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 OUTCOME = pa.struct([("intent", pa.string()), ("success", pa.bool_()), ("steps", pa.int32()), ("reason", pa.string())])
+FEEDBACK = pa.struct([("at", pa.int32()), ("text", pa.string())])
 SCHEMA = pa.schema(
     [
         ("episode_id", pa.string()),
@@ -62,6 +64,7 @@ SCHEMA = pa.schema(
         ("rewards", pa.list_(pa.float32())),
         ("goal_distance", pa.list_(pa.float32())),
         ("segment", pa.list_(pa.int32())),
+        ("feedback", pa.list_(FEEDBACK)),
     ]
 )
 
@@ -115,6 +118,7 @@ def episode_row(result, episode_id: str | None = None) -> dict:
         "rewards": trace.rewards,
         "goal_distance": trace.goal_distance,
         "segment": trace.segment,
+        "feedback": [{"at": at, "text": text} for at, text in result.feedback],
     }
 
 
@@ -158,7 +162,7 @@ def read_store(store: str, columns: list[str] | None = None, report=None) -> pa.
             report(path, err)
     if not tables:
         return SCHEMA.empty_table() if columns is None else SCHEMA.empty_table().select(columns)
-    return pa.concat_tables(tables)
+    return pa.concat_tables(tables, promote_options="default")  # shards from before a column was added: nulls
 
 
 def load_episode(source: str, episode_id: str | None = None) -> dict:

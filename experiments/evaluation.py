@@ -1,8 +1,11 @@
 """Closed-loop evaluation: run the hierarchical agent for N seeded episodes and compute the metrics.
 
 Metrics (one meaning everywhere, see DESIGN.md):
-- success_rate: fraction of episodes whose task predicate holds at the end.
-- avg_chain_length: subgoals achieved in order per episode (CALVIN's metric on 5-intent chains).
+- success_rate: fraction of episodes whose task predicate held (chains: every subgoal in order, at some
+  moment; goal-level families: the goal predicate on the final state), with its 95% Wilson interval.
+- final_success_rate: fraction whose end state satisfies the task (a subgoal undone later counts as undone).
+- avg_chain_length: subgoals achieved in order per episode (CALVIN's metric on 5-intent chains); for goal-level
+  families, the goal's conditions that hold at the end; goal_progress: the same as a fraction of n_subgoals.
 - per_intent_success: per skill, the fraction of executed intents whose own predicate held.
 - invalid_intents / rejected_intents: planner outputs that did not parse / broke a contract or safety rule.
 """
@@ -25,6 +28,13 @@ def run_episodes(
     return [agent.run_episode(env, seed=s) for s in tqdm(seeds, desc=desc, disable=not progress, unit="ep")]
 
 
+def wilson(successes: int, n: int, z: float = 1.96) -> list[float]:
+    """The 95% Wilson score interval of a success rate."""
+    p, denom = successes / n, 1 + z * z / n
+    center, half = (p + z * z / (2 * n)) / denom, z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return [round(float(center - half), 4), round(float(center + half), 4)]
+
+
 def summarize(results: list[EpisodeResult], seconds: float) -> dict:
     if not results:
         raise ValueError("no episodes to summarize")
@@ -39,11 +49,15 @@ def summarize(results: list[EpisodeResult], seconds: float) -> dict:
             else:
                 per_skill[parse_intent(o.intent).skill].append(o.success)
     chain = np.array([r.subgoals_done for r in results], float)
+    successes = sum(r.success for r in results)
     return {
         "episodes": len(results),
         "seeds": [r.seed for r in results],
-        "success_rate": float(np.mean([r.success for r in results])),
+        "success_rate": successes / len(results),
+        "success_interval_95": wilson(successes, len(results)),
+        "final_success_rate": float(np.mean([r.final_success for r in results])),
         "avg_chain_length": float(chain.mean()),
+        "goal_progress": float(np.mean([r.subgoals_done / max(1, r.n_subgoals) for r in results])),
         "chain_length_histogram": {int(k): int((chain == k).sum()) for k in range(int(chain.max()) + 1)},
         "per_intent_success": {k: {"rate": float(np.mean(v)), "n": len(v)} for k, v in sorted(per_skill.items())},
         "invalid_intents": invalid,

@@ -86,11 +86,16 @@ def write_replay(episode: dict, logdir: str, fps: int = 10, scale: int = 3) -> s
         writer.add_scalar(f"{prefix}/goal_distance", distance, t)
     task = json.loads(episode["task"])
     writer.add_text(f"{prefix}/instruction", episode["instruction"], 0)
-    writer.add_text(f"{prefix}/plan", "  \n".join(f"{i + 1}. `{t}`" for i, t in enumerate(task["intents"])), 0)
+    plan = "  \n".join(f"{i + 1}. `{t}`" for i, t in enumerate(task["intents"]))
+    if task.get("goal"):  # a goal-level task: judged by its goal; the intents are the oracle's reference plan
+        plan = f"goal: `{task['goal']}`  \nreference plan:  \n{plan}"
+    writer.add_text(f"{prefix}/plan", plan, 0)
     lines = [
         f"{i + 1}. `{o['intent']}` -> {'success' if o['success'] else 'failure'} ({o['reason']}, {o['steps']} steps)"
         for i, o in enumerate(episode["outcomes"])
     ]
+    for f in sorted(episode.get("feedback") or [], key=lambda f: -f["at"]):  # the user's words where they came
+        lines.insert(f["at"], f"user: *{f['text']}*")
     result = f"**{'success' if episode['success'] else 'failure'}**: {episode['subgoals_done']}/{episode['n_subgoals']}"
     writer.add_text(f"{prefix}/outcomes", "  \n".join([result, *lines]), 0)
     writer.close()

@@ -63,8 +63,8 @@ class ScriptedSkill:
         if P.grasped(obs, name):
             return np.array([block[0], block[1], P.LIFT_HEIGHT + 0.04]), CLOSE
         over = np.linalg.norm(block[:2] - ee[:2]) < 0.008
-        if over and ee[2] < block[2] + 0.006:
-            return np.array([block[0], block[1], GRASP_Z]), CLOSE  # at grasp height: close
+        if over and ee[2] < block[2] + 0.006:  # at grasp height: close, holding the height (a stacked block's too)
+            return np.array([block[0], block[1], max(GRASP_Z, block[2])]), CLOSE
         if not over and ee[2] < SAFE_Z - 0.015:
             return np.array([ee[0], ee[1], SAFE_Z]), _hold(obs)  # low and off target: rise first
         target = self._travel(ee, block[:2], SAFE_Z)

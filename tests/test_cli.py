@@ -57,6 +57,28 @@ def test_evaluate_writes_metrics_json(tmp_path):
     assert len((tmp_path / "episodes.jsonl").read_text().splitlines()) == 3
 
 
+def test_evaluate_blank_image_ablation_reports_both_figures(tmp_path):
+    proc = run(
+        "evaluate",
+        "task=clear",
+        "planner=text",
+        "ablation=blank_image",
+        "episodes=2",
+        "env.image_size=32",
+        "progress=false",
+        f"hydra.run.dir={tmp_path}",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    blank = metrics["ablation"]["blank_image"]
+    assert blank["seeds"] == metrics["seeds"] == [0, 1] and "blank_image: success_rate=" in proc.stdout
+    for m in (metrics, blank):
+        assert {"success_rate", "final_success_rate", "goal_progress", "success_interval_95"} <= set(m)
+    # the text planner never looks, so the same episodes give the same figures with a blank image
+    assert blank["goal_progress"] == metrics["goal_progress"]
+
+
 def test_multirun_sweeps_values(tmp_path):
     proc = run(
         "evaluate",
@@ -79,8 +101,9 @@ def test_multirun_sweeps_values(tmp_path):
     ("override", "message"),
     [
         ("backend=gazebo", "unknown backend 'gazebo'"),
-        ("task=juggle", "unknown task 'juggle'"),
+        ("task=juggle", "unknown task 'juggle'; choose one of: pick, push, put, stack, chain, clear, fill, refer"),
         ("episodes=0", "episodes must be >= 1"),
+        ("ablation=squint", "unknown ablation 'squint'"),
     ],
 )
 def test_bad_values_fail_with_one_sentence(tmp_path, override, message):

@@ -97,6 +97,20 @@ def test_replay_writes_video_key_frames_scalars_and_text(recorded, tmp_path):
     assert recorded[0].task["intents"][0] in plan
 
 
+def test_user_feedback_is_stored_and_replayed(tmp_path):
+    env = gym.make("intentloop/Tabletop-v0", task="correct", image_size=32)
+    result = HierarchicalAgent(OraclePlanner(), ScriptedSkill(), record=True).run_episode(env, seed=0)
+    said = env.unwrapped.task.event[2]
+    episode = load_episode(write_shard(str(tmp_path / "store"), [episode_row(result, "fb")]))
+    assert episode["feedback"] == [{"at": 1, "text": said}]
+    prefix = write_replay(episode, str(tmp_path / "tb"), fps=10, scale=1)
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"tensors": 0})
+    acc.Reload()
+    text = acc.Tensors(f"{prefix}/outcomes/text_summary")[0].tensor_proto.string_val[0].decode()
+    lines = text.split("  \n")
+    assert lines[2] == f"user: *{said}*" and lines[1].startswith("1. `pick(")  # after the interrupted pick
+
+
 def test_replay_without_frames_is_refused(recorded, tmp_path):
     episode = load_episode(write_shard(str(tmp_path), [episode_row(recorded[0], "ep0")]))
     episode["frames"] = []

@@ -20,6 +20,7 @@ TINY = [
     "collect.workers=2",
     "collect.chain_lengths=[1,2]",
     "init.data.episodes=[3,2]",
+    "init.data.families=[]",
     "init.data.image_size=48",
     "init.train.steps=4",
     "init.train.eval_every=2",

@@ -82,3 +82,23 @@ def test_bad_family_and_length():
         TaskSuite().sample_episode(rng, "chain", 6)
     with pytest.raises(ValueError, match="pick compositions are never held out"):
         TaskSuite("heldout").sample_episode(rng, "pick", max_layouts=2)
+
+
+def test_the_heldout_grammar_writes_words_training_never_sees_and_keeps_every_colour():
+    from intentloop.envs.language import RULES
+    from intentloop.envs.tasks import vocabulary
+
+    new_words = {"brick", "tile", "patch", "region", "kindly", "cheers"}
+    assert not new_words & set(" ".join(vocabulary()).split())  # the tokenizer's corpus never has them
+    texts = {}
+    for phrasings in ("train", "heldout"):
+        suite = TaskSuite(phrasings=phrasings)
+        texts[phrasings] = []
+        for s in range(60):
+            _, task = suite.sample_episode(np.random.default_rng(s), "chain", 3)
+            words = set(task.instruction.lower().replace(",", " ").replace(".", " ").split())
+            colours = {i.obj.split("_")[0] for i in task.intents}
+            assert colours <= words, task.instruction  # a typo never hits a colour
+            texts[phrasings].append(words)
+    assert not any(new_words & w for w in texts["train"]) and sum(bool(new_words & w) for w in texts["heldout"]) > 10
+    assert set(RULES["heldout"]["prefix"]).isdisjoint(RULES["train"]["prefix"])

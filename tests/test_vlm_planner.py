@@ -114,6 +114,19 @@ def test_intents_share_the_instructions_colour_and_direction_tokens():
         assert parse_intent(tok.decode(tok(text, add_special_tokens=False)["input_ids"])) == parse_intent(text)
 
 
+def test_unseen_words_are_spelled_in_letters_never_unknown():
+    tok = build_default_model(TINY)[1].tokenizer
+    pieces = tok.tokenize("Would you kindly put the brikc which is red in the blue patch, cheers!")
+    assert tok.unk_token not in pieces and pieces[pieces.index("the") + 1 : pieces.index("the") + 6] == [
+        "b",
+        "##r",
+        "##i",
+        "##k",
+        "##c",
+    ]
+    assert "red" in pieces and "blue" in pieces  # known words stay whole
+
+
 def build_idefics3(path):
     """A tiny Idefics3 (SmolVLM family) with a byte-level BPE tokenizer trained here, saved to ``path``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -199,18 +212,20 @@ def test_record_and_replay_reproduce_an_episode_without_the_model(tmp_path):
 
 
 def test_examples_come_from_the_train_split_and_end_with_done():
-    examples = collect_examples(DataSettings(episodes=[2, 2, 1], image_size=32, noise=0.0), progress=False)
+    settings = DataSettings(episodes=[2, 2, 1], families=["clear", "swap"], family_episodes=1, image_size=32, noise=0.0)
+    examples = collect_examples(settings, progress=False)
     held = heldout_compositions(0)
-    assert all(composition(parse_intent(e.target)) not in held for e in examples)
+    assert all(composition(parse_intent(e.target)) not in held for e in examples if e.target != "done()")
     last = {}
     for e in examples:
         last[e.episode] = e
-    assert sorted(last) == [0, 1, 2, 3, 4] and all(e.target == "done()" for e in last.values())
+    assert sorted(last) == [0, 1, 2, 3, 4, 5, 6] and all(e.target == "done()" for e in last.values())
+    assert {e.instruction for e in examples if e.episode == 6} != {e.instruction for e in examples if e.episode == 4}
     assert all(e.image.shape == (32, 32, 3) and e.image.dtype == np.uint8 for e in examples)
 
 
 def test_a_few_training_steps_lower_the_loss(tmp_path):
-    examples = collect_examples(DataSettings(episodes=[3, 2], image_size=32, noise=0.0), progress=False)
+    examples = collect_examples(DataSettings(episodes=[3, 2], families=[], image_size=32, noise=0.0), progress=False)
     model, processor = build_default_model(TINY)
     before = evaluate_examples(model, processor, examples)["loss"]
     settings = TrainSettings(steps=40, batch_size=8, lr=3e-3, warmup_steps=2, log_every=5, eval_every=40)
@@ -250,8 +265,8 @@ def test_bad_checkpoints_fail_with_one_sentence_naming_the_path(tmp_path):
 
 def test_trie_refuses_a_tokenizer_that_cannot_spell_an_intent():
     _, processor = build_default_model(TINY)
-    with pytest.raises(ValueError, match="cannot spell the intent 'pick\\(pink_block\\)'"):
-        IntentTrie(processor.tokenizer, ["pick(pink_block)"])
+    with pytest.raises(ValueError, match="cannot spell the intent 'pick\\(rosé_block\\)'"):
+        IntentTrie(processor.tokenizer, ["pick(rosé_block)"])  # letters outside ASCII are the only unknowns
 
 
 def test_hydra_configs_compose_and_build_the_planner():
@@ -277,6 +292,7 @@ def test_train_planner_app_runs_and_rejects_bad_values(tmp_path):
         "-m",
         "intentloop.experiments.train_planner",
         "data.episodes=[2,1]",
+        "data.families=[]",
         "data.image_size=32",
         "data.val_fraction=0.34",
         "train.steps=3",

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from intentloop.envs.goal_tasks import GOAL_FAMILIES, UNTRAINED_FAMILIES  # light: numpy only
+
 
 @dataclass
 class VLMModelConfig:
     """The default planner: a tiny Llava (CLIP vision tower + Llama text model), built here, never downloaded."""
 
     image_size: int = 96  # square camera image, pixels; the env's image_size
-    patch_size: int = 24  # (96 / 24)^2 = 16 image tokens
+    patch_size: int = 16  # (96 / 16)^2 = 36 image tokens: a block is ~8 px, a zone ~15 px (24 px patches: 16)
     vision_hidden: int = 64
     vision_layers: int = 2
     vision_heads: int = 2
@@ -47,6 +49,10 @@ class DataSettings:
     """Supervised examples from the scripted oracle on the train split (see agents/vlm/data.py)."""
 
     episodes: list[int] = field(default_factory=lambda: [300, 300, 400, 500, 700])  # per chain length 1, 2, ...
+    families: list[str] = field(  # goal-level ones (envs/goal_tasks.py), all but the never-trained level-4 ones
+        default_factory=lambda: [f for f in GOAL_FAMILIES if f not in UNTRAINED_FAMILIES]
+    )
+    family_episodes: int = 350  # per goal-level family
     seed: int = 100_000  # episode i uses seed + i; far from the evaluation seeds 0..N
     noise: float = 0.1  # fraction of steps that execute a random intent instead (the label stays the oracle's)
     backend: str = "mujoco"
@@ -58,6 +64,11 @@ class DataSettings:
             raise ValueError(
                 f"`episodes` must list 1 to 5 episode counts >= 0 (chain lengths 1..5). Got {self.episodes}."
             )
+        unknown = [f for f in self.families if f not in GOAL_FAMILIES]
+        if unknown:
+            raise ValueError(f"`families` must be goal-level families ({', '.join(GOAL_FAMILIES)}). Got {unknown}.")
+        if self.family_episodes < 0:
+            raise ValueError(f"`family_episodes` must be >= 0. Got {self.family_episodes}.")
         if not 0.0 <= self.noise < 1.0:
             raise ValueError(f"`noise` must be in [0, 1). Got {self.noise}.")
         if not 0.0 <= self.val_fraction < 1.0:

@@ -1,7 +1,8 @@
 """Supervised examples for the planner, from the scripted oracle on the train split only.
 
 `collect_examples` runs `OraclePlanner` + `ScriptedSkill` through `HierarchicalAgent` in
-``intentloop/Tabletop-v0`` (``split="train"``, train phrasings) for chains of 1 to 5 intents, and records
+``intentloop/Tabletop-v0`` (``split="train"``, train phrasings) for chains of 1 to 5 intents and for the
+goal-level families (arranged scenes; the oracle replans from the state after every detour), and records
 every planner call as (camera image, instruction, history, the oracle's intent). The env ends an episode as
 soon as its last subgoal holds, before the agent asks again, so that final ``done()`` example is added here.
 With ``noise > 0`` that fraction of calls executes a random valid intent instead while the label stays the
@@ -37,6 +38,7 @@ class Example:
     history: tuple[IntentOutcome, ...]
     target: str  # the oracle's intent, canonical text
     episode: int  # which collected episode it comes from
+    feedback: tuple[tuple[int, str], ...] = ()  # what the user had said: (outcomes before it, text)
 
 
 class _Teacher:
@@ -53,12 +55,13 @@ class _Teacher:
         self.episode = 0
 
     def reset(self) -> None:
-        pass
+        self.oracle.reset()
 
     def plan(self, inp: PlannerInput) -> str:
         target = self.oracle.plan(inp)
         image = self.env.unwrapped.world.sim.render(self.width, self.height)  # as the env's _obs() renders
-        self.examples.append(Example(image, inp.instruction, tuple(inp.history), target, self.episode))
+        heard = tuple(inp.feedback)
+        self.examples.append(Example(image, inp.instruction, tuple(inp.history), target, self.episode, heard))
         if target != str(DONE) and self.rng.random() < self.noise:
             return str(self.rng.choice([t for t in self.detours if t != target]))
         return target
@@ -68,18 +71,25 @@ class _Teacher:
         last = self.examples[-1] if self.examples else None
         if result.success and not (last and last.episode == self.episode and last.target == str(DONE)):
             image = self.env.unwrapped.world.sim.render(self.width, self.height)
-            self.examples.append(Example(image, result.instruction, tuple(result.outcomes), str(DONE), self.episode))
+            heard = tuple(result.feedback)
+            done = Example(image, result.instruction, tuple(result.outcomes), str(DONE), self.episode, heard)
+            self.examples.append(done)
 
 
 def collect_examples(settings: DataSettings | None = None, progress: bool = True) -> list[Example]:
-    """Examples from ``sum(settings.episodes)`` train-split episodes; episode i uses seed ``settings.seed + i``."""
+    """Examples from ``sum(settings.episodes)`` chain episodes and ``settings.family_episodes`` of each goal-level
+    family in ``settings.families``, train split; episode i uses seed ``settings.seed + i``."""
     s = settings or DataSettings()
     teacher = _Teacher(np.random.default_rng(s.seed), s.noise, s.image_size)
-    bar = tqdm(total=sum(s.episodes), desc="collect planner data", unit="ep", disable=not progress)
-    for length, count in enumerate(s.episodes, 1):
+    runs = [("chain", length, count) for length, count in enumerate(s.episodes, 1)]
+    runs += [(family, 1, s.family_episodes) for family in s.families]
+    bar = tqdm(total=sum(n for *_, n in runs), desc="collect planner data", unit="ep", disable=not progress)
+    for family, length, count in runs:
         if count == 0:
             continue
-        env = gym.make("intentloop/Tabletop-v0", backend=s.backend, chain_length=length, split="train", image=False)
+        env = gym.make(
+            "intentloop/Tabletop-v0", backend=s.backend, task=family, chain_length=length, split="train", image=False
+        )
         teacher.env = env
         agent = HierarchicalAgent(teacher, ScriptedSkill())
         for _ in range(count):
@@ -106,6 +116,7 @@ def save_examples(path: str | Path, examples: list[Example]) -> None:
             "history": [asdict(o) for o in e.history],
             "target": e.target,
             "episode": e.episode,
+            "feedback": [list(f) for f in e.feedback],
         }
         for e in examples
     ]
@@ -120,7 +131,14 @@ def load_examples(path: str | Path) -> list[Example]:
         with np.load(path, allow_pickle=False) as f:
             images, meta = f["images"], json.loads(str(f["meta"]))
         return [
-            Example(img, m["instruction"], tuple(IntentOutcome(**o) for o in m["history"]), m["target"], m["episode"])
+            Example(
+                img,
+                m["instruction"],
+                tuple(IntentOutcome(**o) for o in m["history"]),
+                m["target"],
+                m["episode"],
+                tuple((int(at), str(text)) for at, text in m.get("feedback", [])),
+            )
             for img, m in zip(images, meta, strict=True)
         ]
     except (OSError, ValueError, KeyError, TypeError) as e:

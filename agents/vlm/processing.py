@@ -3,6 +3,10 @@
 One prompt for training and inference::
 
     <image>Put the red block in the blue zone. history: pick(red_block) ok. next:
+    <image>Put the red block in the blue zone. history: pick(red_block) failed interrupted; user: no, the
+        yellow one. next:
+
+What the user said during the episode sits in the history where it arrived (``user: <text>``).
 
 A checkpoint whose processor has a chat template gets the same text inside one user turn instead.
 """
@@ -14,9 +18,11 @@ from collections.abc import Sequence
 import numpy as np
 from intentloop.agents.planner import IntentOutcome
 
-HISTORY, NEXT, NO_HISTORY, OK, FAILED = "history:", "next:", "none", "ok", "failed"
+HISTORY, NEXT, NO_HISTORY, OK, FAILED, USER = "history:", "next:", "none", "ok", "failed", "user:"
 PROMPT_WORDS = (
     HISTORY,
+    USER,
+    "interrupted",
     NEXT,
     NO_HISTORY,
     OK,
@@ -38,14 +44,26 @@ def outcome_text(outcome: IntentOutcome) -> str:
     return f"{outcome.intent} {FAILED} {outcome.reason.split(':')[0]}"
 
 
-def prompt_text(instruction: str, history: Sequence[IntentOutcome], max_history: int) -> str:
-    shown = "; ".join(outcome_text(o) for o in list(history)[-max_history:]) if max_history else ""
+def prompt_text(
+    instruction: str, history: Sequence[IntentOutcome], max_history: int, feedback: Sequence[tuple[int, str]] = ()
+) -> str:
+    """The instruction, then the last ``max_history`` entries of the history: outcomes and user utterances."""
+    items = [(at, 1, f"{USER} {said}") for at, said in feedback]
+    items += [(i + 1, 0, outcome_text(o)) for i, o in enumerate(history)]  # after outcome i, i + 1 came before
+    entries = [text for *_, text in sorted(items)]
+    shown = "; ".join(entries[-max_history:]) if max_history else ""
     return f"{instruction} {HISTORY} {shown or NO_HISTORY}. {NEXT}"
 
 
-def build_prompt(processor, instruction: str, history: Sequence[IntentOutcome], max_history: int = 12) -> str:
+def build_prompt(
+    processor,
+    instruction: str,
+    history: Sequence[IntentOutcome],
+    max_history: int = 12,
+    feedback: Sequence[tuple[int, str]] = (),
+) -> str:
     """The full prompt string, image placeholder included, for ``processor``."""
-    text = prompt_text(instruction, history, max_history)
+    text = prompt_text(instruction, history, max_history, feedback)
     if getattr(processor, "chat_template", None):
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
         return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)

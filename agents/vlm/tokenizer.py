@@ -1,4 +1,4 @@
-"""A word-level tokenizer built locally from the task vocabulary (no download).
+"""A word-level tokenizer with a character fallback, built locally from the task vocabulary (no download).
 
 Intents are cut so that they share tokens with the instruction words: the colour and the direction are
 the instruction's own tokens, so copying them is what generalises to unseen compositions::
@@ -8,12 +8,14 @@ the instruction's own tokens, so copying them is what generalises to unseen comp
     "push(red_block, left)"                ->  push( red ##_block, left )
 
 ``##`` marks a piece glued to the previous one (the WordPiece decoder), so ``decode`` gives back text that
-parses to the same intent (``place( red_block, blue_zone)``). Anything outside the vocabulary is ``<unk>``.
+parses to the same intent (``place( red_block, blue_zone)``). A word outside the vocabulary (a typo, a
+synonym never seen) is spelled in letters, WordPiece-style (``brick`` -> ``b ##r ##i ##c ##k``), so it is never
+silently ``<unk>``; only characters outside ASCII letters, digits and punctuation are.
 """
 
 from __future__ import annotations
 
-import re
+import string
 
 from intentloop.agents.vlm.constrained import valid_intents
 from intentloop.agents.vlm.processing import PROMPT_WORDS
@@ -30,7 +32,7 @@ PIECES = r"[a-z]+\(\)?|##_[a-z]+[,)]?|[a-z]+|[^\sa-z]"
 
 
 def _pipeline(vocab: dict[str, int]) -> Tokenizer:
-    tok = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
+    tok = Tokenizer(models.WordPiece(vocab, unk_token=UNK, continuing_subword_prefix="##", max_input_chars_per_word=64))
     tok.normalizer = normalizers.Sequence([normalizers.Lowercase(), normalizers.Replace("_", "##_")])
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(PIECES), behavior="isolated")]
@@ -41,8 +43,7 @@ def _pipeline(vocab: dict[str, int]) -> Tokenizer:
 
 def task_corpus() -> list[str]:
     """Every word the planner reads or writes: instruction templates and their fillers, intents, prompt words."""
-    texts = [re.sub(r"\{\w*\}", " ", t) for group in (tasks._TEMPLATES, tasks._JOINS) for t in sum(group.values(), ())]
-    texts += [*tasks._BLOCK_WORDS, *tasks._ZONE_WORDS, *sum(tasks._DIRECTION_WORDS.values(), ())]
+    texts = tasks.vocabulary()
     texts += [n.replace("_", " ") for n in BLOCKS + ZONES] + list(DIRECTIONS) + list(SKILL_SIGNATURES)
     texts += valid_intents(BLOCKS, ZONES) + list(PROMPT_WORDS) + list("0123456789.,;:'-()")
     return texts
@@ -55,6 +56,8 @@ def build_tokenizer(corpus: list[str] | None = None) -> PreTrainedTokenizerFast:
     for text in corpus or task_corpus():
         for piece, _ in probe.pre_tokenizer.pre_tokenize_str(probe.normalizer.normalize_str(text)):
             words[piece] = None
+    letters = [*string.ascii_lowercase, *string.digits]
+    words.update(dict.fromkeys([*letters, *(f"##{c}" for c in letters), *string.punctuation]))
     vocab = {t: i for i, t in enumerate([*SPECIAL_TOKENS, *sorted(w for w in words if w not in SPECIAL_TOKENS)])}
     tok = _pipeline(vocab)
     tok.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in SPECIAL_TOKENS])

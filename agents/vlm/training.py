@@ -60,7 +60,7 @@ def make_batch(
     eos = [] if tok.eos_token_id is None else [tok.eos_token_id]
     rows, images = [], []
     for e in examples:
-        prompt = build_prompt(processor, e.instruction, e.history, max_history)
+        prompt = build_prompt(processor, e.instruction, e.history, max_history, e.feedback)
         enc = processor(text=[prompt], images=[[e.image]], return_tensors="pt")
         rows.append((enc.pop("input_ids")[0], *_target(tok, e.target, eos, arg_noise, rng, seen or set())))
         enc.pop("attention_mask", None)

@@ -41,6 +41,10 @@ class Sim(ABC):
         """(height, width, 3) uint8 RGB from the front camera."""
 
     @abstractmethod
+    def move_block(self, index: int, pos: np.ndarray) -> None:
+        """Teleport block ``index`` to ``pos`` (3,), at rest, keeping its orientation (a scene perturbation)."""
+
+    @abstractmethod
     def get_state(self) -> np.ndarray:
         """Everything needed to continue the simulation exactly, as a flat array."""
 

@@ -192,9 +192,15 @@ class BulletSim(Sim):
     def reset(self, layout: Layout, ee_pos: np.ndarray, finger_q: float) -> None:
         q = [*ee_pos, finger_q, finger_q]
         blocks = np.zeros((N_BLOCKS, 13))
-        blocks[:, :2], blocks[:, 2] = layout.blocks[:, :2], S.BLOCK_HALF
+        blocks[:, :2], blocks[:, 2] = layout.blocks[:, :2], layout.block_z()
         blocks[:, 5], blocks[:, 6] = np.sin(layout.blocks[:, 2] / 2), np.cos(layout.blocks[:, 2] / 2)
         self.set_state(np.concatenate([q, np.zeros(N_JOINTS), q, blocks.ravel(), np.ravel(layout.zones)]))
+
+    def move_block(self, index: int, pos: np.ndarray) -> None:
+        body = self.block_ids[index]
+        _, orientation = self.client.getBasePositionAndOrientation(body)
+        self.client.resetBasePositionAndOrientation(body, list(map(float, pos)), orientation)
+        self.client.resetBaseVelocity(body, [0.0, 0.0, 0.0], [0.0, 0.0, 0.0])
 
     def step(self, ctrl: np.ndarray, n: int) -> None:
         x, y, z, q = np.asarray(ctrl, np.float64).tolist()

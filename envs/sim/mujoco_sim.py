@@ -107,13 +107,18 @@ class MujocoSim(Sim):
     def reset(self, layout: Layout, ee_pos: np.ndarray, finger_q: float) -> None:
         mujoco.mj_resetData(self.model, self.data)
         d = self.data
-        for i, (x, y, yaw) in enumerate(layout.blocks):
+        for i, ((x, y, yaw), z) in enumerate(zip(layout.blocks, layout.block_z(), strict=True)):
             a = self._block_qpos[i]
-            d.qpos[a : a + 7] = (x, y, S.BLOCK_HALF, np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2))
+            d.qpos[a : a + 7] = (x, y, z, np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2))
         d.mocap_pos[self._zone_mocap, :2] = layout.zones
         d.qpos[self._robot_qpos] = (*ee_pos, finger_q, finger_q)
         d.ctrl[:] = (*ee_pos, finger_q, finger_q)
         mujoco.mj_forward(self.model, d)
+
+    def move_block(self, index: int, pos: np.ndarray) -> None:
+        a, v = self._block_qpos[index], self._block_qvel[index]
+        self.data.qpos[a : a + 3], self.data.qvel[v : v + 6] = pos, 0.0
+        mujoco.mj_forward(self.model, self.data)
 
     def step(self, ctrl: np.ndarray, n: int) -> None:
         self.data.ctrl[:4] = ctrl
