@@ -28,6 +28,12 @@ the planner was asked:
   instruction phrased by the task suite, with the clean history of that chain, then ``done()``;
 - ``correction``: for episodes of the splits in ``oracle_splits`` only (default: the train split, whose oracle
   demonstrations the planner was trained on), the intent the task needed where the planner got it wrong.
+
+Goal-level tasks (``clear``, ``swap``, ...) can be reached by several plans, so no intent is "the one needed":
+reflection never reads their reference plan. A goal episode the detector judged successful gives ``success``
+examples of every intent it saw achieved, each with the history and the user's feedback heard before it; a
+failed one gives ``hindsight`` examples only; failures are attributed to the planner (refusals, or a goal not
+reached although every intent worked), a skill (an intent not achieved) or the detector.
 """
 
 from __future__ import annotations
@@ -104,7 +110,10 @@ def _achieved_chain(outcomes: list[dict]) -> list[int]:
 
 def _walk(task: Task, outcomes: list[dict], verdicts: list[bool]):
     """(index, outcome, the intent the task needed at that call) for every outcome, the task's progress
-    following ``verdicts`` (the detector's, or the ground truth)."""
+    following ``verdicts`` (the detector's, or the ground truth). A goal-level task needs no one intent: None."""
+    if task.is_goal:
+        yield from ((i, o, None) for i, o in enumerate(outcomes))
+        return
     progress, holding = 0, None
     for i, (o, ok) in enumerate(zip(outcomes, verdicts, strict=True)):
         yield i, o, _needed(task, progress, holding)
@@ -144,7 +153,9 @@ def judge(row: dict) -> Judgement:
         if o["success"] != truth:
             j.failures.append(Failure(i, DETECTOR, f"{o['intent']} judged {o['success']}, ground truth {truth}"))
         intent = parse_intent(o["intent"])
-        if str(intent) != needed:
+        if o["reason"] == "interrupted":  # the user spoke: nobody failed
+            continue
+        if needed is not None and str(intent) != needed:
             j.failures.append(Failure(i, PLANNER, f"{intent} where the task needed {needed}", needed))
         elif not truth:
             j.failures.append(Failure(i, SKILL, f"{intent} not achieved ({o['reason']})"))
@@ -174,12 +185,20 @@ def _episode_examples(row, j: Judgement, suite: TaskSuite, rng, oracle_splits, e
     outcomes = [IntentOutcome(o["intent"], o["success"], o["steps"], o["reason"]) for o in row["outcomes"]]
     start = np.concatenate([[0], np.cumsum([o.steps for o in outcomes])]).astype(int)  # frame of each call
     task, frames, out = Task.from_dict(json.loads(row["task"])), {}, []
+    said = [(int(f["at"]), f["text"]) for f in row.get("feedback") or []]
 
     def example(kind, k, instruction, history, target):
-        out.append((kind, Example(_frame_at(row, frames, k), instruction, tuple(history), target, episode)))
+        heard = tuple(f for f in said if f[0] <= len(history)) if instruction == row["instruction"] else ()
+        image = _frame_at(row, frames, k)
+        out.append((kind, Example(image, instruction, tuple(history), target, episode, heard)))
 
     chain = j.achieved
-    if j.judged_success and len(chain) == len(task.intents):
+    if task.is_goal and j.judged_success:  # any plan that reached the goal: every step it saw achieved
+        done = [i for i, o in enumerate(outcomes) if o.success and not o.reason.startswith(REFUSED)]
+        for i in done:
+            example(SUCCESS, start[i], row["instruction"], outcomes[:i], outcomes[i].intent)
+        example(SUCCESS, start[-1], row["instruction"], outcomes, str(DONE))
+    elif not task.is_goal and j.judged_success and len(chain) == len(task.intents):
         for i in chain:
             example(SUCCESS, start[i], row["instruction"], outcomes[:i], outcomes[i].intent)
         example(SUCCESS, start[-1], row["instruction"], outcomes, str(DONE))

@@ -7,7 +7,9 @@ closed-loop: HierarchicalAgent(VLMPlanner, ScriptedSkill) on intentloop/Tabletop
              splits, chains of 1 and 5, seeds seed..seed+episodes-1, via intentloop.experiments.evaluation.evaluate.
 parse:       closed-loop episodes on unseen (heldout) and seen phrasings until --parse-calls planner calls; every
              output is checked with parse_intent(text, BLOCKS, ZONES).
-latency:     median wall time of plan() at batch 1 and of plan_batch() at batch 16, one torch thread.
+latency:     median wall time of plan() at batch 1 and of plan_batch() at batch 16, one torch thread. With
+             --compare-patch P, also a default-architecture planner with P-pixel patches (24: the 16-token
+             vision of the earlier default), timed interleaved with the first on the same inputs, and the ratio.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 import transformers
 from intentloop.agents import HierarchicalAgent, PlannerInput
 from intentloop.agents.vlm import VLMPlanner
+from intentloop.agents.vlm.configuration import VLMModelConfig
 from intentloop.envs.intents import InvalidIntent, parse_intent
 from intentloop.envs.scene import BLOCKS, ZONES
 from intentloop.experiments.evaluation import evaluate
@@ -90,25 +93,35 @@ def parse_rate(planner, calls: int, seed: int) -> tuple[dict, list[PlannerInput]
     return out, counter.inputs
 
 
-def latency(planner, inputs: list[PlannerInput], repeats: int = 200) -> dict:
-    one = []
+def _time(call, arg) -> float:
+    t = time.perf_counter()
+    call(arg)
+    return time.perf_counter() - t
+
+
+def latency(planners: list, inputs: list[PlannerInput], repeats: int = 200) -> list[dict]:
+    """Per planner: batch-1 and batch-16 medians; the planners take turns on each input (same load, same inputs)."""
+    one = [[] for _ in planners]
     for i in range(repeats):
-        t = time.perf_counter()
-        planner.plan(inputs[i % len(inputs)])
-        one.append(time.perf_counter() - t)
-    sixteen = []
+        for k, planner in enumerate(planners):
+            one[k].append(_time(planner.plan, inputs[i % len(inputs)]))
+    sixteen = [[] for _ in planners]
     for i in range(max(10, repeats // 10)):
         batch = [inputs[(16 * i + j) % len(inputs)] for j in range(16)]
-        t = time.perf_counter()
-        planner.plan_batch(batch)
-        sixteen.append(time.perf_counter() - t)
-    b1, b16 = np.median(one[5:]) * 1e3, np.median(sixteen[2:]) * 1e3
-    return {
-        "batch1_ms": round(b1, 2),
-        "batch1_p90_ms": round(np.percentile(one[5:], 90) * 1e3, 2),
-        "batch16_ms_per_call": round(b16, 2),
-        "batch16_ms_per_intent": round(b16 / 16, 2),
-    }
+        for k, planner in enumerate(planners):
+            sixteen[k].append(_time(planner.plan_batch, batch))
+    out = []
+    for a, b in zip(one, sixteen, strict=True):
+        b1, b16 = np.median(a[5:]) * 1e3, np.median(b[2:]) * 1e3
+        out.append(
+            {
+                "batch1_ms": round(b1, 2),
+                "batch1_p90_ms": round(np.percentile(a[5:], 90) * 1e3, 2),
+                "batch16_ms_per_call": round(b16, 2),
+                "batch16_ms_per_intent": round(b16 / 16, 2),
+            }
+        )
+    return out
 
 
 def main() -> None:
@@ -119,6 +132,7 @@ def main() -> None:
     p.add_argument("--parse-calls", type=int, default=1000)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--skip", nargs="*", default=[], choices=["closed-loop", "parse", "latency"])
+    p.add_argument("--compare-patch", type=int, default=None, help="also time a default planner with these patches")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -131,8 +145,15 @@ def main() -> None:
         results["parse"], inputs = parse_rate(planner, a.parse_calls if "parse" not in a.skip else 50, a.seed + 50_000)
         print("parse", json.dumps(results["parse"]), flush=True)
     if "latency" not in a.skip:
-        results["latency"] = latency(planner, inputs)
-        print("latency", json.dumps(results["latency"]), flush=True)
+        planners = [planner]
+        if a.compare_patch:
+            planners.append(VLMPlanner(model_config=VLMModelConfig(patch_size=a.compare_patch)))
+        timed = latency(planners, inputs)
+        results["latency"] = timed[0]
+        if a.compare_patch:
+            results[f"latency_patch{a.compare_patch}"] = timed[1]
+            results["latency_ratio_batch1"] = round(timed[0]["batch1_ms"] / timed[1]["batch1_ms"], 3)
+        print("latency", json.dumps({k: v for k, v in results.items() if k.startswith("latency")}), flush=True)
     if a.out:
         with open(a.out, "w") as f:
             json.dump(results, f, indent=2)

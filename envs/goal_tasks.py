@@ -5,7 +5,7 @@ whose plan depends on what the camera shows; success is the goal predicate on th
 (`intentloop.envs.goals`), so several plans can be right.
 
     clear   "Clear the blue zone."                          a block, or a stack of two, starts in the zone
-    fill    "Put a block in every empty zone."              0 to 2 zones start filled
+    fill    "Put a block in every empty zone."              1 or 2 zones start filled
     refer   "Push the block nearest to you to the left."    spatial reference, no colour word for the block
     except  "Put every block except the green one in a zone."   the excluded block may start in a zone
     count   "Build two stacks of two blocks."               a stack may already stand
@@ -151,7 +151,7 @@ def _clear_except(rng, name, phrase):
 
 def _fill(rng, name, phrase):
     zones, order = list(rng.permutation(ZONES)), list(rng.permutation(BLOCKS))
-    k = int(rng.integers(0, 3))
+    k = int(rng.integers(1, 3))  # with every zone empty, any blind guess would do
     return (
         dict(zip(order[:k], zones[:k], strict=True)),
         {},

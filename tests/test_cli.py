@@ -104,6 +104,8 @@ def test_multirun_sweeps_values(tmp_path):
         ("task=juggle", "unknown task 'juggle'; choose one of: pick, push, put, stack, chain, clear, fill, refer"),
         ("episodes=0", "episodes must be >= 1"),
         ("ablation=squint", "unknown ablation 'squint'"),
+        ("level=L9", "unknown level 'L9'; choose one of: L1, L2, L3, L4"),
+        ("level=L4", "level L4 needs a never-trained family; task=chain is not one (never trained: clear_except)"),
     ],
 )
 def test_bad_values_fail_with_one_sentence(tmp_path, override, message):

@@ -206,3 +206,25 @@ def test_blank_image_ablation_zeroes_only_what_the_planner_sees():
     HierarchicalAgent(Looker(), ScriptedSkill()).run_episode(env, seed=0)
     HierarchicalAgent(Looker(), ScriptedSkill(), blank_image=True).run_episode(env, seed=0)
     assert seen[0].any() and not seen[1].any() and seen[0].shape == seen[1].shape
+
+
+def test_the_text_baseline_never_reads_privileged_state():
+    class Forbidden:
+        def __getattr__(self, name):
+            raise AssertionError("the text planner read privileged state")
+
+        def __getitem__(self, key):
+            raise AssertionError("the text planner read privileged state")
+
+        def __bool__(self):
+            raise AssertionError("the text planner read privileged state")
+
+    env = gym.make("intentloop/Tabletop-v0", task="correct", image=False)
+
+    class Guarded(TextPlanner):
+        def plan(self, inp):
+            inp.obs = inp.task = inp.image = Forbidden()
+            return super().plan(inp)
+
+    r = HierarchicalAgent(Guarded(), ScriptedSkill()).run_episode(env, seed=1)
+    assert r.outcomes and r.feedback  # it planned the whole episode and heard the user

@@ -1,6 +1,7 @@
 """Reflection on real recorded episodes: verdicts, failure attribution, hindsight relabels, training examples."""
 
 import copy
+import json
 
 import gymnasium as gym
 import intentloop.envs  # noqa: F401
@@ -164,3 +165,22 @@ def test_units_that_do_not_group_cannot_be_described():
         TaskSuite().describe(
             np.random.default_rng(0), [parse_intent("pick(red_block)"), parse_intent("push(green_block, left)")]
         )
+
+
+def test_goal_episodes_are_judged_without_their_reference_plan_and_keep_the_users_words():
+    row = record(OraclePlanner(), family="correct", seed=0)
+    said = row["feedback"][0]["text"]
+    scrambled = copy.deepcopy(row)
+    task = json.loads(scrambled["task"])
+    task["intents"] = list(reversed(task["intents"]))  # a reference plan reflection must not read
+    scrambled["task"] = json.dumps(task)
+    rng = np.random.default_rng(0)
+    datasets = [build_dataset([r], [judge(r)], TaskSuite(), rng) for r in (row, scrambled)]
+    assert [(e.target, e.history, e.feedback) for e in datasets[0].planner] == [
+        (e.target, e.history, e.feedback) for e in datasets[1].planner
+    ]
+    data, j = datasets[0], judge(row)
+    assert j.success and not j.failures and data.kinds == {SUCCESS: len(data.planner)}
+    # the interrupted pick is no example; every step after the correction is taught with the words heard
+    assert [e.target for e in data.planner] == [o["intent"] for o in row["outcomes"][1:]] + ["done()"]
+    assert all(e.feedback == ((1, said),) for e in data.planner)

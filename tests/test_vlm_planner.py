@@ -114,6 +114,18 @@ def test_intents_share_the_instructions_colour_and_direction_tokens():
         assert parse_intent(tok.decode(tok(text, add_special_tokens=False)["input_ids"])) == parse_intent(text)
 
 
+def test_the_users_words_sit_in_the_prompt_where_they_arrived():
+    from intentloop.agents.vlm.processing import prompt_text
+
+    history = [IntentOutcome("pick(red_block)", False, 5, "interrupted"), IntentOutcome("pick(red_block)", True, 9, "ok")]
+    text = prompt_text("Put the red block in the blue zone.", history, 12, [(1, "no, the yellow one"), (0, "hi")])
+    assert text == (
+        "Put the red block in the blue zone. history: user: hi; pick(red_block) failed interrupted; "
+        "user: no, the yellow one; pick(red_block) ok. next:"
+    )
+    assert prompt_text("Go.", history, 1, [(2, "stop")]).endswith("history: user: stop. next:")
+
+
 def test_unseen_words_are_spelled_in_letters_never_unknown():
     tok = build_default_model(TINY)[1].tokenizer
     pieces = tok.tokenize("Would you kindly put the brikc which is red in the blue patch, cheers!")
