@@ -167,7 +167,8 @@ def _step(cond: tuple[str, ...], goal: Goal, obs: dict, start: dict) -> Intent |
             return Intent("push", (args[0], direction))
         return _pick(obs, args[0])
     if kind == "empty":
-        return _pick(obs, occupant(obs, args[0]))
+        other = occupant(obs, args[0])
+        return None if other is None else _pick(obs, other)
     if kind == "filled":
         bound = _bound(goal)
         spare = [b for b in _singles(obs) if b not in bound and not any(over(obs, b, z) for z in ZONES)]
