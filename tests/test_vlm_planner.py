@@ -224,8 +224,14 @@ def test_record_and_replay_reproduce_an_episode_without_the_model(tmp_path):
 
 
 def test_examples_come_from_the_train_split_and_end_with_done():
-    settings = DataSettings(episodes=[2, 2, 1], families=["clear", "swap"], family_episodes=1, image_size=32, noise=0.0)
+    settings = DataSettings(
+        episodes=[2, 2, 1], families=["clear", "swap"], family_episodes=1, scene_examples=2, image_size=32, noise=0.0
+    )
     examples = collect_examples(settings, progress=False)
+    scenes = [e for e in examples if e.episode < 0]  # first steps of fresh arranged scenes, 2 per family
+    assert len(scenes) == 4 and all(not e.history and e.target.startswith("pick(") for e in scenes)
+    assert len({e.image.tobytes() for e in scenes}) == 4
+    examples = [e for e in examples if e.episode >= 0]
     held = heldout_compositions(0)
     assert all(composition(parse_intent(e.target)) not in held for e in examples if e.target != "done()")
     last = {}

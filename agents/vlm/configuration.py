@@ -53,6 +53,9 @@ class DataSettings:
         default_factory=lambda: [f for f in GOAL_FAMILIES if f not in UNTRAINED_FAMILIES]
     )
     family_episodes: int = 350  # per goal-level family
+    # Per goal-level family whose first step depends on the scene (SCENE_FAMILIES): fresh arranged scenes and the
+    # oracle's first intent only (a reset and one render each, no skill runs): the bulk of the visual grounding.
+    scene_examples: int = 3000
     seed: int = 100_000  # episode i uses seed + i; far from the evaluation seeds 0..N
     noise: float = 0.1  # fraction of steps that execute a random intent instead (the label stays the oracle's)
     backend: str = "mujoco"
@@ -67,8 +70,8 @@ class DataSettings:
         unknown = [f for f in self.families if f not in GOAL_FAMILIES]
         if unknown:
             raise ValueError(f"`families` must be goal-level families ({', '.join(GOAL_FAMILIES)}). Got {unknown}.")
-        if self.family_episodes < 0:
-            raise ValueError(f"`family_episodes` must be >= 0. Got {self.family_episodes}.")
+        if self.family_episodes < 0 or self.scene_examples < 0:
+            raise ValueError(f"episode counts must be >= 0. Got {self.family_episodes}, {self.scene_examples}.")
         if not 0.0 <= self.noise < 1.0:
             raise ValueError(f"`noise` must be in [0, 1). Got {self.noise}.")
         if not 0.0 <= self.val_fraction < 1.0:
