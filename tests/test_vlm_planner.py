@@ -117,7 +117,10 @@ def test_intents_share_the_instructions_colour_and_direction_tokens():
 def test_the_users_words_sit_in_the_prompt_where_they_arrived():
     from intentloop.agents.vlm.processing import prompt_text
 
-    history = [IntentOutcome("pick(red_block)", False, 5, "interrupted"), IntentOutcome("pick(red_block)", True, 9, "ok")]
+    history = [
+        IntentOutcome("pick(red_block)", False, 5, "interrupted"),
+        IntentOutcome("pick(red_block)", True, 9, "ok"),
+    ]
     text = prompt_text("Put the red block in the blue zone.", history, 12, [(1, "no, the yellow one"), (0, "hi")])
     assert text == (
         "Put the red block in the blue zone. history: user: hi; pick(red_block) failed interrupted; "

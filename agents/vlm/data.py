@@ -115,9 +115,7 @@ def scene_examples(settings: DataSettings | None = None, progress: bool = True) 
     out: list[Example] = []
     bar = tqdm(total=len(families) * s.scene_examples, desc="scene examples", unit="ex", disable=not progress)
     for family in families:
-        env = gym.make(
-            "intentloop/Tabletop-v0", backend=s.backend, task=family, split="train", image_size=s.image_size
-        )
+        env = gym.make("intentloop/Tabletop-v0", backend=s.backend, task=family, split="train", image_size=s.image_size)
         for i in range(s.scene_examples):
             obs, info = env.reset(seed=s.seed + 1_000_000 + i)
             oracle = OraclePlanner()
