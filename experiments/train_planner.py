@@ -4,9 +4,11 @@ How to run:          intentloop train-planner          (or: python -m intentloop
 Quick check:         ... data.episodes=[4,4] train.steps=4 train.eval_every=2 data.val_fraction=0.25
 Reuse the data:      ... data_cache=/tmp/planner_data.npz   (collected on the first run, read on the next ones)
 Fine-tune a model:   ... planner.model_path=<save_pretrained folder>
-Results to expect:   default settings (2200 oracle episodes -> ~10.8k examples, 3000 steps of batch 32, ~12 CPU
-                     minutes on one thread after ~3 minutes of collection): val/exact_match ~0.95; closed loop with
-                     scripted skills, 5-intent chains: avg chain length ~4.7 (train split) and ~4.1 (held-out).
+Results to expect:   default data: 2200 chain episodes, 350 of each trained goal-level family and 3000 scene examples
+                     per scene-dependent family (~42k examples, ~9 minutes of collection). 5000 steps of batch 32
+                     (~31 CPU minutes on one thread) on the data without scene examples gave val/exact_match 0.79,
+                     5-intent train chains 0.58 / avg 3.7, goal-level families 0.23-0.87, and a planner that ignores
+                     the image (docs/BENCHMARKS.md). Chains only (data.families=[]): val/exact_match ~0.95.
 
 Writes the trained planner (model + processor, ``save_pretrained``) to ``<run dir>/planner``, TensorBoard
 scalars to ``<run dir>/tb`` and ``metrics.json``; evaluate it with
