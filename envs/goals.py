@@ -13,7 +13,7 @@ A goal is met when every condition holds and the gripper holds no block that is 
 `next_intent` is the scripted oracle's System-2 step for a goal: it reads the privileged state, so it replans
 after a slip, a detour or a displaced block. `imagine` applies an intent's intended effect to a state without
 physics, so a task sampler can check that the oracle reaches the goal (and find its reference plan) before an
-episode starts. """
+episode starts."""
 
 from __future__ import annotations
 
@@ -140,9 +140,16 @@ def _pick(obs: dict, block: str) -> Intent:
     return _pick(obs, above[0]) if above else Intent("pick", (block,))
 
 
+SUBJECT_KINDS = ("in", "on", "zoned", "held", "moved")  # conditions about one block they name first
+
+
+def _subjects(conds) -> set[str]:
+    return {c[1] for c in conds if c[0] in SUBJECT_KINDS}
+
+
 def _bound(goal: Goal) -> set[str]:
     """Blocks a condition names: spare blocks are the others."""
-    return {c[1] for c in goal if c[0] in ("in", "on", "zoned", "held", "moved")} | {c[2] for c in goal if c[0] == "on"}
+    return _subjects(goal) | {c[2] for c in goal if c[0] == "on"}
 
 
 def _singles(obs: dict, ignore: str | None = None) -> list[str]:
@@ -209,7 +216,7 @@ def _destination(goal: Goal, obs: dict, start: dict, block: str) -> str:
         spare = [z for z in free if z not in wanted]
         if spare:
             return spare[0]
-    moving = {c[1] for c in unmet if c[0] in ("in", "on", "zoned", "held", "moved")}
+    moving = _subjects(unmet)
     targets = {c[2] for c in goal if c[0] == "on"}
     for base in _singles(obs, block):
         zoned = [z for z in ZONES if over(obs, base, z)]
