@@ -59,8 +59,9 @@ def raw_pybullet(sim, frame_skip: int, size: int):
     proj = client.computeProjectionMatrixFOV(S.CAMERA_FOVY, 1.0, B.CAMERA_NEAR, B.CAMERA_FAR)
 
     def step(ctrl):
-        client.setJointMotorControlArray(body, B.JOINTS, pb.POSITION_CONTROL, targetPositions=[*ctrl, ctrl[3]],
-                                         forces=forces, positionGains=gains)
+        client.setJointMotorControlArray(
+            body, B.JOINTS, pb.POSITION_CONTROL, targetPositions=[*ctrl, ctrl[3]], forces=forces, positionGains=gains
+        )
         for _ in range(frame_skip):
             client.stepSimulation()
 

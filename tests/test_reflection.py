@@ -115,7 +115,6 @@ def test_hindsight_relabels_what_a_failed_episode_did_achieve():
     assert suite.describe(np.random.default_rng(0), other.intents).intents == other.intents
 
 
-
 class StopsAfterFirst(FirstSays):
     """Follows the oracle once, then says done()."""
 
@@ -134,6 +133,7 @@ def test_the_steps_of_a_failed_episode_that_advanced_its_task_keep_its_instructi
     wrong = record(FirstSays("place(red_block, blue_zone)"))  # refused first, then the oracle: a success
     assert judge(wrong).success and build_dataset([wrong], [judge(wrong)], TaskSuite(), np.random.default_rng(0),
                                                   oracle_splits=()).kinds[PROGRESS] == 0  # fmt: skip
+
 
 def test_a_detector_that_disagrees_with_the_ground_truth_is_counted_as_a_false_positive():
     row = record(OraclePlanner(), LimpPick(), family="pick")

@@ -94,7 +94,6 @@ def test_a_killed_run_resumes_with_the_episode_count_of_an_uninterrupted_run(tmp
     assert [m["round"] for m in history] == list(range(rounds + 1))
 
 
-
 def test_a_round_practises_its_most_failing_learned_skill_and_evaluates_the_candidate_with_it(tmp_path):
     run_dir = tmp_path / "run"
     practice = [
@@ -124,6 +123,7 @@ def test_skill_practice_needs_learned_skills(tmp_path):
     proc = self_train(tmp_path / "run", "update.skill_practice.iterations=1")
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0 and "skill practice trains learned skills" in err
+
 
 def scores(heldout, **families):
     return {"sets": {"heldout/5": {"avg_chain_length": heldout}}, "train_families": families}

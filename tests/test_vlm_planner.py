@@ -5,6 +5,7 @@ Every model here is tiny and randomly initialised (or trained for a few steps); 
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -230,7 +231,7 @@ def test_examples_come_from_the_train_split_and_end_with_done():
     settings = DataSettings(
         episodes=[2, 2, 1], families=["clear", "swap"], family_episodes=1, scene_examples=2, image_size=32, noise=0.0
     )
-    examples = collect_examples(settings, progress=False)
+    examples = [e for e in collect_examples(settings, progress=False) if e.task == "plan"]
     scenes = [e for e in examples if e.episode < 0]  # first steps of fresh arranged scenes, 2 per family
     assert len(scenes) == 4 and all(not e.history and e.target.startswith("pick(") for e in scenes)
     assert len({e.image.tobytes() for e in scenes}) == 4
@@ -245,6 +246,42 @@ def test_examples_come_from_the_train_split_and_end_with_done():
     assert all(e.image.shape == (32, 32, 3) and e.image.dtype == np.uint8 for e in examples)
 
 
+def test_captions_describe_the_scene_the_image_shows():
+    """Each caption is the place of every block in the scene its image was rendered from; the image pixels and
+    the caption change together (the label comes from privileged state, never the planner's input)."""
+    settings = DataSettings(episodes=[1], families=["clear"], family_episodes=1, scene_examples=6, image_size=32)
+    examples = collect_examples(settings, progress=False)
+    captions = [e for e in examples if e.task == "scene"]
+    assert len(captions) > 6 and all(e.instruction == "" and not e.history for e in captions)
+    for e in captions:  # every block named once in each ordering, every zone once
+        left, near = (re.search(f"{w}: ([a-z ]+)\\.", e.target).group(1).split() for w in ("right", "far"))
+        assert sorted(left) == sorted(near) == sorted(b.split("_")[0] for b in BLOCKS)
+        assert all(f"{z.split('_')[0]} zone:" in e.target for z in ZONES)
+    scenes = [e for e in captions if e.episode < 0]
+    plans = {e.episode: e for e in examples if e.task == "plan" and e.episode < 0}
+    for e in scenes:  # clear: the block the oracle picks first sits in the zone the caption names
+        picked = parse_intent(plans[e.episode].target).args[0].split("_")[0]
+        assert np.array_equal(e.image, plans[e.episode].image)
+        assert any(picked in part.split(":")[1] for part in e.target.split(". ") if "zone:" in part), e.target
+    assert len({e.target for e in scenes}) > 1
+
+
+def test_scene_caption_reads_zones_stacks_and_orderings():
+    from intentloop.agents.vlm.data import scene_caption
+    from intentloop.envs import goals as G
+    from intentloop.envs.goal_tasks import arrange
+    from intentloop.envs.scene import sample_layout
+
+    layout = arrange(
+        None, sample_layout(np.random.default_rng(3)), {"red_block": "blue_zone"}, {"green_block": "red_block"}
+    )
+    obs = G.state_from_layout(layout)
+    caption = scene_caption(obs)
+    assert "blue zone: red green." in caption and "stacks: green on red." in caption and "holding: none." in caption
+    xs = sorted(BLOCKS, key=lambda b: layout.block_xy(b)[0])
+    assert f"left to right: {' '.join(b.split('_')[0] for b in xs)}." in caption
+
+
 def test_a_few_training_steps_lower_the_loss(tmp_path):
     examples = collect_examples(DataSettings(episodes=[3, 2], families=[], image_size=32, noise=0.0), progress=False)
     model, processor = build_default_model(TINY)
@@ -253,7 +290,7 @@ def test_a_few_training_steps_lower_the_loss(tmp_path):
     metrics = train_planner(model, processor, examples, examples[:8], tmp_path / "out", settings, progress=False)
     after = evaluate_examples(model, processor, examples)["loss"]
     assert after < 0.6 * before, (before, after)
-    assert metrics["steps"] == 40 and "val/exact_match" in metrics
+    assert metrics["steps"] == 40 and "val/exact_match" in metrics and "val_scene/exact_match" in metrics
     assert (tmp_path / "out" / "config.json").exists() and list((tmp_path / "out" / "tb").glob("events.*"))
     assert_all_parse(VLMPlanner(model_path=tmp_path / "out").plan_batch(planner_inputs(8)))
 
@@ -344,3 +381,38 @@ def test_argument_noise_swaps_only_the_first_argument_into_seen_compositions():
         assert tok.decode(labels, skip_special_tokens=True) == "place( red_block, blue_zone)"
     given, labels = _target(tok, "push(red_block, left)", [tok.eos_token_id], 0.99, rng, seen)
     assert torch.equal(given, labels), "no seen composition to swap into: unchanged"
+
+
+def test_garbled_instructions_keep_their_colours_and_words_and_differ_from_the_held_out_rules():
+    from intentloop.agents.vlm.training import garble
+    from intentloop.envs import language
+
+    rng, suite = np.random.default_rng(0), TaskSuite("train")
+    for _ in range(200):
+        _, task = suite.sample_episode(rng, chain_length=2)
+        text = garble(task.instruction, rng)
+        colours = [w for w in re.findall("[a-z]+", text) if w in language.COLOURS]
+        assert text != task.instruction
+        assert colours == [w for w in re.findall("[a-z]+", task.instruction) if w in language.COLOURS]
+        assert abs(len(text.split()) - len(task.instruction.split())) <= 1  # one edit
+        assert len(text) >= len(task.instruction) or any(  # a letter is never dropped (a held-out typo)
+            w not in task.instruction for w in text.split()
+        )
+
+
+def test_patch_positions_start_apart_and_zero_keeps_clips_start():
+    from dataclasses import replace
+
+    from intentloop.agents.vlm.modeling import grid_positions
+
+    def positions(scale):
+        model, _ = build_default_model(replace(TINY, image_size=64, position_init=scale))
+        return model.model.vision_tower.embeddings.position_embedding.weight.detach()
+
+    coded, plain = positions(1.0), positions(0.0)
+    assert torch.equal(coded[0], plain[0]), "the CLS position keeps its seeded start"
+    assert torch.allclose(coded[1:], grid_positions(4, TINY.vision_hidden))
+    gaps = torch.cdist(coded[1:], coded[1:]) + 10 * torch.eye(16)
+    assert gaps.min() > 0.3 and plain[1:].std() < 0.05  # CLIP's N(0, 0.02): patches alike
+    with pytest.raises(ValueError, match="position_init"):
+        VLMModelConfig(position_init=-1.0)

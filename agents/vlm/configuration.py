@@ -25,9 +25,14 @@ class VLMModelConfig:
     text_heads: int = 4
     text_intermediate: int = 384
     max_positions: int = 512  # longest prompt + intent, tokens
+    # Scale of the 2-D sine-cosine start of the vision tower's position embeddings (0: CLIP's N(0, 0.02), which
+    # leaves every patch of the plain table alike, so the planner cannot tell where anything is for a long time).
+    position_init: float = 1.0
     seed: int = 0  # weight initialisation
 
     def __post_init__(self):
+        if self.position_init < 0:
+            raise ValueError(f"`position_init` must be >= 0. Got {self.position_init}.")
         if self.image_size % self.patch_size:
             raise ValueError(
                 f"`image_size` must be a multiple of `patch_size`. Got {self.image_size}, {self.patch_size}."
@@ -56,6 +61,9 @@ class DataSettings:
     # Per goal-level family whose first step depends on the scene (SCENE_FAMILIES): fresh arranged scenes and the
     # oracle's first intent only (a reset and one render each, no skill runs): the bulk of the visual grounding.
     scene_examples: int = 3000
+    # Fraction of the recorded images that also give a `scene:` example (the image described in words; see
+    # agents/vlm/data.py): the dense signal that teaches the vision tower what is where.
+    captions: float = 1.0
     seed: int = 100_000  # episode i uses seed + i; far from the evaluation seeds 0..N
     noise: float = 0.1  # fraction of steps that execute a random intent instead (the label stays the oracle's)
     backend: str = "mujoco"
@@ -72,6 +80,8 @@ class DataSettings:
             raise ValueError(f"`families` must be goal-level families ({', '.join(GOAL_FAMILIES)}). Got {unknown}.")
         if self.family_episodes < 0 or self.scene_examples < 0:
             raise ValueError(f"episode counts must be >= 0. Got {self.family_episodes}, {self.scene_examples}.")
+        if not 0.0 <= self.captions <= 1.0:
+            raise ValueError(f"`captions` must be in [0, 1]. Got {self.captions}.")
         if not 0.0 <= self.noise < 1.0:
             raise ValueError(f"`noise` must be in [0, 1). Got {self.noise}.")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -90,6 +100,7 @@ class TrainSettings:
     grad_clip: float = 1.0
     max_history: int = 12  # outcomes shown in the prompt, most recent last
     arg_noise: float = 0.0  # fraction of intents whose teacher-forced first argument is swapped (training._target)
+    word_noise: float = 0.3  # fraction of instructions given an unseen word or a changed letter (training.garble)
     log_every: int = 25  # steps between TensorBoard scalars
     eval_every: int = 250  # steps between validation passes
     max_minutes: float | None = None  # stop early after this much wall time
@@ -100,7 +111,8 @@ class TrainSettings:
         for name in ("steps", "batch_size", "log_every", "eval_every", "threads", "max_history"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1. Got {getattr(self, name)}.")
-        if not 0.0 <= self.arg_noise < 1.0:
-            raise ValueError(f"`arg_noise` must be in [0, 1). Got {self.arg_noise}.")
+        for name in ("arg_noise", "word_noise"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"`{name}` must be in [0, 1). Got {getattr(self, name)}.")
         if self.lr <= 0:
             raise ValueError(f"`lr` must be > 0. Got {self.lr}.")

@@ -8,6 +8,12 @@ soon as its last subgoal holds, before the agent asks again, so that final ``don
 With ``noise > 0`` that fraction of calls executes a random valid intent instead while the label stays the
 oracle's, so the histories also hold failures and detours and the planner learns to recover from them.
 
+The second task, ``scene:`` (DataSettings.captions): the same images described in words by `scene_caption`
+(which blocks sit in which zone, stacks, the held block, the blocks ordered left to right and near to far).
+One caption names every block's place, so it trains the vision tower far faster than the one intent of a
+planning example does; the planner never sees a caption at run time (the label reads privileged state, as the
+oracle's intent does).
+
 The env runs with ``image=False`` and the camera is rendered only when the planner is asked (the env's own
 render call, so the image is the one the env would have returned): most steps then skip the renderer.
 """
@@ -25,7 +31,10 @@ from intentloop.agents.agent import EpisodeResult, HierarchicalAgent
 from intentloop.agents.planner import IntentOutcome, OraclePlanner, PlannerInput
 from intentloop.agents.vlm.configuration import DataSettings
 from intentloop.agents.vlm.constrained import valid_intents
+from intentloop.envs import goals as G
+from intentloop.envs import predicates as P
 from intentloop.envs.intents import DONE
+from intentloop.envs.scene import BLOCKS, ZONES
 from intentloop.envs.world import image_shape
 from intentloop.policies import ScriptedSkill
 from tqdm import tqdm
@@ -39,6 +48,29 @@ class Example:
     target: str  # the oracle's intent, canonical text
     episode: int  # which collected episode it comes from
     feedback: tuple[tuple[int, str], ...] = ()  # what the user had said: (outcomes before it, text)
+    task: str = "plan"  # "plan": target is the next intent; "scene": target is `scene_caption` of the image
+
+
+def _colour(name: str) -> str:
+    return name.split("_")[0]
+
+
+def scene_caption(obs: dict) -> str:
+    """The scene in words from privileged state, a training label only::
+
+    blue zone: red. orange zone: none. cyan zone: green yellow. stacks: yellow on green. holding: none.
+    left to right: green red purple yellow. near to far: red green purple yellow.
+    """
+    held = G.carrying(obs)
+    words = []
+    for z in ZONES:
+        inside = sorted((b for b in BLOCKS if G.over(obs, b, z) and b != held), key=lambda b: P.block_pos(obs, b)[2])
+        words.append(f"{_colour(z)} zone: {' '.join(map(_colour, inside)) or 'none'}.")
+    stacks = [f"{_colour(b)} on {_colour(base)}" for b in BLOCKS if b != held and (base := G.base_of(obs, b))]
+    words.append(f"stacks: {', '.join(stacks) or 'none'}. holding: {_colour(held) if held else 'none'}.")
+    for what, axis in (("left to right:", 0), ("near to far:", 1)):
+        words.append(f"{what} {' '.join(_colour(b) for b in sorted(BLOCKS, key=lambda b: P.block_pos(obs, b)[axis]))}.")
+    return " ".join(words)
 
 
 class _Teacher:
@@ -46,8 +78,8 @@ class _Teacher:
 
     name = "oracle"
 
-    def __init__(self, rng: np.random.Generator, noise: float, image_size: int):
-        self.oracle, self.rng, self.noise = OraclePlanner(), rng, noise
+    def __init__(self, rng: np.random.Generator, noise: float, image_size: int, captions: float = 0.0):
+        self.oracle, self.rng, self.noise, self.captions = OraclePlanner(), rng, noise, captions
         self.height, self.width = image_shape(image_size)
         self.env: gym.Env | None = None  # the env being run, for its camera
         self.detours = [t for t in valid_intents() if t != str(DONE)]
@@ -62,6 +94,8 @@ class _Teacher:
         image = self.env.unwrapped.world.sim.render(self.width, self.height)  # as the env's _obs() renders
         heard = tuple(inp.feedback)
         self.examples.append(Example(image, inp.instruction, tuple(inp.history), target, self.episode, heard))
+        if self.rng.random() < self.captions:
+            self.examples.append(Example(image, "", (), scene_caption(inp.obs), self.episode, task="scene"))
         if target != str(DONE) and self.rng.random() < self.noise:
             return str(self.rng.choice([t for t in self.detours if t != target]))
         return target
@@ -80,7 +114,7 @@ def collect_examples(settings: DataSettings | None = None, progress: bool = True
     """Examples from ``sum(settings.episodes)`` chain episodes and ``settings.family_episodes`` of each goal-level
     family in ``settings.families``, train split; episode i uses seed ``settings.seed + i``."""
     s = settings or DataSettings()
-    teacher = _Teacher(np.random.default_rng(s.seed), s.noise, s.image_size)
+    teacher = _Teacher(np.random.default_rng(s.seed), s.noise, s.image_size, s.captions)
     runs = [("chain", length, count) for length, count in enumerate(s.episodes, 1)]
     runs += [(family, 1, s.family_episodes) for family in s.families]
     bar = tqdm(total=sum(n for *_, n in runs), desc="collect planner data", unit="ep", disable=not progress)
@@ -108,11 +142,13 @@ SCENE_FAMILIES = ("clear", "fill", "refer", "except", "count", "swap")
 
 def scene_examples(settings: DataSettings | None = None, progress: bool = True) -> list[Example]:
     """``settings.scene_examples`` first-step examples per family of SCENE_FAMILIES in ``settings.families``: a
-    fresh arranged scene (seed ``settings.seed + 1_000_000 + i``), its instruction and the oracle's first intent.
-    Each costs a reset and one render, so the planner sees many more scenes than whole episodes could show."""
+    fresh arranged scene (seed ``settings.seed + 1_000_000 + i``), its instruction and the oracle's first intent,
+    and with probability ``settings.captions`` the scene's caption as well. Each costs a reset and one render, so
+    the planner sees many more scenes than whole episodes could show."""
     s = settings or DataSettings()
     families = [f for f in s.families if f in SCENE_FAMILIES]
     out: list[Example] = []
+    rng = np.random.default_rng(s.seed + 1)
     bar = tqdm(total=len(families) * s.scene_examples, desc="scene examples", unit="ex", disable=not progress)
     for family in families:
         env = gym.make("intentloop/Tabletop-v0", backend=s.backend, task=family, split="train", image_size=s.image_size)
@@ -120,7 +156,10 @@ def scene_examples(settings: DataSettings | None = None, progress: bool = True) 
             obs, info = env.reset(seed=s.seed + 1_000_000 + i)
             oracle = OraclePlanner()
             target = oracle.plan(PlannerInput(obs["instruction"], obs["image"], [], obs, info["task"], 0))
-            out.append(Example(obs["image"], obs["instruction"], (), target, -1 - len(out)))
+            episode = -1 - len(out)  # unique: out grows after every scene
+            out.append(Example(obs["image"], obs["instruction"], (), target, episode))
+            if rng.random() < s.captions:
+                out.append(Example(obs["image"], "", (), scene_caption(obs), episode, task="scene"))
             bar.update()
         env.close()
     bar.close()
@@ -143,6 +182,7 @@ def save_examples(path: str | Path, examples: list[Example]) -> None:
             "target": e.target,
             "episode": e.episode,
             "feedback": [list(f) for f in e.feedback],
+            "task": e.task,
         }
         for e in examples
     ]
@@ -164,6 +204,7 @@ def load_examples(path: str | Path) -> list[Example]:
                 m["target"],
                 m["episode"],
                 tuple((int(at), str(text)) for at, text in m.get("feedback", [])),
+                m.get("task", "plan"),
             )
             for img, m in zip(images, meta, strict=True)
         ]

@@ -7,6 +7,7 @@ folder of any image-text-to-text family with ``AutoModelForImageTextToText`` and
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -60,6 +61,12 @@ def build_default_model(config: VLMModelConfig | None = None):
     with torch.random.fork_rng():
         torch.manual_seed(c.seed)
         model = LlavaForConditionalGeneration(config)
+    if c.position_init:
+        embeddings = model.model.vision_tower.embeddings
+        with torch.no_grad():  # CLS keeps its random start; the patches get where they are
+            embeddings.position_embedding.weight[1:] = c.position_init * grid_positions(
+                c.image_size // c.patch_size, c.vision_hidden
+            )
     size = {"height": c.image_size, "width": c.image_size}
     image_processor = CLIPImageProcessorPil(size=size, crop_size=size, do_center_crop=False)
     processor = LlavaProcessor(
@@ -70,6 +77,16 @@ def build_default_model(config: VLMModelConfig | None = None):
         num_additional_image_tokens=1,  # CLIP's CLS
     )
     return model.eval(), processor
+
+
+def grid_positions(grid: int, dim: int) -> torch.Tensor:
+    """(grid * grid, dim) 2-D sine-cosine codes of the patches in raster order: a quarter of the channels each
+    for sin and cos of the row and of the column, at frequencies from 1 to 1/10 of pi/2 per patch."""
+    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    freqs = 10.0 ** (-torch.arange(dim // 4) / (dim // 4)) * math.pi / 2
+    angles = [pos.reshape(-1, 1).float() * freqs for pos in (rows, cols)]
+    codes = torch.cat([f(a) for a in angles for f in (torch.sin, torch.cos)], dim=1)
+    return torch.nn.functional.pad(codes, (0, dim - codes.shape[1]))
 
 
 def _cause(e: Exception, folder: Path) -> str:

@@ -7,6 +7,7 @@ One prompt for training and inference::
         yellow one. next:
 
 What the user said during the episode sits in the history where it arrived (``user: <text>``).
+Training also asks ``<image>scene:`` for a description of the image (`scene_prompt`; agents/vlm/data.py).
 
 A checkpoint whose processor has a chat template gets the same text inside one user turn instead.
 """
@@ -19,7 +20,11 @@ import numpy as np
 from intentloop.agents.planner import IntentOutcome
 
 HISTORY, NEXT, NO_HISTORY, OK, FAILED, USER = "history:", "next:", "none", "ok", "failed", "user:"
+SCENE = "scene:"  # the prompt of the second training task: describe the camera image (agents/vlm/data.py)
+SCENE_WORDS = ("zone:", "stacks:", "holding:", "on", "left to right:", "near to far:")
 PROMPT_WORDS = (
+    SCENE,
+    *SCENE_WORDS,
     HISTORY,
     USER,
     "interrupted",
@@ -68,6 +73,14 @@ def build_prompt(
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
         return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     return f"{processor.image_token}{text}"
+
+
+def scene_prompt(processor) -> str:
+    """The prompt that asks for a description of the image instead of an intent (a training task only)."""
+    if getattr(processor, "chat_template", None):
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": SCENE}]}]
+        return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return f"{processor.image_token}{SCENE}"
 
 
 def encode(processor, prompts: list[str], images: list[np.ndarray]):

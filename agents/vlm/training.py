@@ -5,13 +5,15 @@
 
 Each example is ``prompt ids + intent ids + eos``, right-padded (positions match inference), labels -100
 on the prompt and the padding. AdamW with linear warmup and cosine decay, gradient clipping, a tqdm bar,
-TensorBoard scalars (``train/loss``, ``train/token_accuracy``, ``train/exact_match``, ``val/...``, ``train/lr``)
+TensorBoard scalars (``train/loss``, ``train/token_accuracy``, ``train/exact_match``, ``train/lr``, ``val/...`` for
+the intents and ``val_scene/...`` for the captions)
 and ``save_pretrained`` of model and processor into ``out_dir`` at the end.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import time
 from pathlib import Path
 
@@ -19,7 +21,8 @@ import numpy as np
 import torch
 from intentloop.agents.vlm.configuration import TrainSettings
 from intentloop.agents.vlm.data import Example
-from intentloop.agents.vlm.processing import build_prompt
+from intentloop.agents.vlm.processing import build_prompt, scene_prompt
+from intentloop.envs import language
 from intentloop.envs.intents import Intent, parse_intent
 from intentloop.envs.scene import BLOCKS
 from intentloop.envs.tasks import composition
@@ -35,8 +38,10 @@ def _target(tok, text: str, eos: list[int], arg_noise: float, rng: np.random.Gen
     rather than from the block just written. Only swaps into compositions in ``seen`` (the training targets):
     the input never shows a composition that training does not have."""
     ids = tok(text, add_special_tokens=False)["input_ids"] + eos
+    if rng is None or arg_noise == 0.0:
+        return torch.tensor(ids), torch.tensor(ids)
     intent = parse_intent(text)
-    if rng is None or not intent.args or rng.random() >= arg_noise:
+    if not intent.args or rng.random() >= arg_noise:
         return torch.tensor(ids), torch.tensor(ids)
     others = [b for b in BLOCKS if b != intent.args[0] and (intent.skill, b, *intent.args[1:]) in seen]
     if not others:
@@ -46,6 +51,40 @@ def _target(tok, text: str, eos: list[int], arg_noise: float, rng: np.random.Gen
     return torch.tensor(swapped_ids if len(swapped_ids) == len(ids) else ids), torch.tensor(ids)
 
 
+NOUNS = (
+    *language.BLOCK_NOUNS,
+    *language.ZONE_NOUNS,
+    *language.RULES["train"]["block"],
+    *language.RULES["train"]["zone"],
+)
+
+
+def _pseudo_word(rng: np.random.Generator) -> str:
+    return "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), int(rng.integers(4, 8))))
+
+
+def garble(text: str, rng: np.random.Generator) -> str:
+    """One random edit of an instruction's surface that keeps its meaning: a noun (block, zone and their train
+    synonyms) becomes a made-up word, a made-up word comes first or last, or a word of 4+ letters that is not a
+    colour gets one letter doubled or replaced. Trains the planner to read past words it has never seen
+    (`TrainSettings.word_noise`). Disjoint from the held-out rules of envs/language.py, which drop a letter and
+    use their own words, so held-out phrasings stay unseen."""
+    kind = int(rng.integers(3))
+    nouns = [m.span() for m in re.finditer(rf"\b({'|'.join(NOUNS)})\b", text)]
+    if kind == 0 and nouns:
+        start, end = nouns[rng.integers(len(nouns))]
+        return text[:start] + _pseudo_word(rng) + text[end:]
+    if kind <= 1:
+        return f"{_pseudo_word(rng)} {text}" if rng.random() < 0.5 else f"{text.rstrip('.')} {_pseudo_word(rng)}."
+    spans = [m.span() for m in re.finditer(r"[A-Za-z]{4,}", text) if m.group().lower() not in language.COLOURS]
+    if not spans:
+        return text
+    start, end = spans[rng.integers(len(spans))]
+    i = int(rng.integers(start, end))
+    other = str(rng.choice([c for c in "abcdefghijklmnopqrstuvwxyz" if c != text[i].lower()]))
+    return text[: i + 1] + text[i:] if rng.random() < 0.5 else text[:i] + other + text[i + 1 :]  # double or replace
+
+
 def make_batch(
     processor,
     examples: list[Example],
@@ -53,16 +92,27 @@ def make_batch(
     arg_noise: float = 0.0,
     rng: np.random.Generator | None = None,
     seen: set | None = None,
+    word_noise: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """Model inputs with ``labels``: (B, T) ids, mask and labels, plus the processor's image tensors.
-    ``arg_noise``, ``rng`` and ``seen`` (compositions of the training targets): see `_target`."""
+    ``arg_noise``, ``rng`` and ``seen`` (compositions of the training targets): see `_target`; with probability
+    ``word_noise`` an instruction is `garble`d first."""
     tok = processor.tokenizer
     eos = [] if tok.eos_token_id is None else [tok.eos_token_id]
     rows, images = [], []
     for e in examples:
-        prompt = build_prompt(processor, e.instruction, e.history, max_history, e.feedback)
+        plan = e.task == "plan"
+        instruction = (
+            garble(e.instruction, rng) if plan and rng is not None and rng.random() < word_noise else e.instruction
+        )
+        prompt = (
+            build_prompt(processor, instruction, e.history, max_history, e.feedback)
+            if plan
+            else scene_prompt(processor)
+        )
         enc = processor(text=[prompt], images=[[e.image]], return_tensors="pt")
-        rows.append((enc.pop("input_ids")[0], *_target(tok, e.target, eos, arg_noise, rng, seen or set())))
+        noise = arg_noise if plan else 0.0
+        rows.append((enc.pop("input_ids")[0], *_target(tok, e.target, eos, noise, rng, seen or set())))
         enc.pop("attention_mask", None)
         images.append(enc)
     width = max(len(p) + len(t) for p, t, _ in rows)
@@ -149,12 +199,16 @@ def train_planner(
     optimizer = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, s))
     writer = SummaryWriter(str(logdir or Path(out_dir) / "tb"))
-    rng, seen = np.random.default_rng(s.seed), {composition(parse_intent(e.target)) for e in train}
+    rng, seen = np.random.default_rng(s.seed), {composition(parse_intent(e.target)) for e in train if e.task == "plan"}
     batches = _batches(len(train), s.batch_size, rng)
+    val_sets = {p: [e for e in val if e.task == t] for p, t in (("val", "plan"), ("val_scene", "scene"))}
+    val_sets = {p: chosen for p, chosen in val_sets.items() if chosen}  # intents and captions scored apart
     running, metrics, start = [], {}, time.monotonic()
     bar = tqdm(range(s.steps), desc="train planner", unit="step", disable=not progress)
     for step in bar:
-        batch = make_batch(processor, [train[i] for i in next(batches)], s.max_history, s.arg_noise, rng, seen)
+        batch = make_batch(
+            processor, [train[i] for i in next(batches)], s.max_history, s.arg_noise, rng, seen, s.word_noise
+        )
         running.append(_train_step(model, batch, optimizer, s.grad_clip))
         schedule.step()
         out_of_time = s.max_minutes is not None and time.monotonic() - start > 60 * s.max_minutes
@@ -166,9 +220,10 @@ def train_planner(
             metrics.update({f"train/{k}": v for k, v in train_metrics.items()})
             bar.set_postfix(loss=f"{train_metrics[LOSS]:.3f}", exact=f"{train_metrics[EXACT_MATCH]:.2f}")
         if val and ((step + 1) % s.eval_every == 0 or last):
-            val_metrics = evaluate_examples(model, processor, val, s.max_history)
-            _log(writer, "val", val_metrics, step + 1)
-            metrics.update({f"val/{k}": v for k, v in val_metrics.items()})
+            for prefix, chosen in val_sets.items():
+                val_metrics = evaluate_examples(model, processor, chosen, s.max_history)
+                _log(writer, prefix, val_metrics, step + 1)
+                metrics.update({f"{prefix}/{k}": v for k, v in val_metrics.items()})
         if out_of_time:
             break
     bar.close()

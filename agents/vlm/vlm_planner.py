@@ -82,9 +82,7 @@ class VLMPlanner:
         """One intent per input, decoded together (left-padded batch)."""
         if not inputs:
             return []
-        prompts = [
-            build_prompt(self.processor, i.instruction, i.history, self.max_history, i.feedback) for i in inputs
-        ]
+        prompts = [build_prompt(self.processor, i.instruction, i.history, self.max_history, i.feedback) for i in inputs]
         batch = encode(self.processor, prompts, [check_image(i.image) for i in inputs]).to(self.device)
         n = batch["input_ids"].shape[1]
         sampling = {"do_sample": True, "temperature": self.temperature} if self.temperature > 0 else {}
