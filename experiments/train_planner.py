@@ -35,7 +35,8 @@ from omegaconf import DictConfig, OmegaConf
 def examples_for(c: TrainPlannerConfig) -> list:
     if c.data_cache and Path(c.data_cache).exists():
         print(f"reading planner data from {c.data_cache}")
-        return load_examples(c.data_cache)
+        examples = load_examples(c.data_cache)
+        return examples if c.data.captions else [e for e in examples if e.task == "plan"]  # captions=0: none
     examples = collect_examples(c.data, progress=c.progress)
     if c.data_cache:
         save_examples(c.data_cache, examples)

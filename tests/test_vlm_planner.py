@@ -24,7 +24,7 @@ from intentloop.agents.vlm import (
     VLMPlanner,
 )
 from intentloop.agents.vlm.constrained import IntentTrie, valid_intents
-from intentloop.agents.vlm.data import collect_examples
+from intentloop.agents.vlm.data import collect_examples, load_examples
 from intentloop.agents.vlm.modeling import build_default_model
 from intentloop.agents.vlm.record import UnrecordedInput
 from intentloop.agents.vlm.tokenizer import task_corpus
@@ -358,10 +358,20 @@ def test_train_planner_app_runs_and_rejects_bad_values(tmp_path):
         "progress=false",
         *tiny,
     ]
-    proc = subprocess.run([*args, f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, env=env, timeout=300)
+    cache = f"data_cache={tmp_path / 'data.npz'}"
+    proc = subprocess.run(
+        [*args, cache, f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, env=env, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["steps"] == 3 and (tmp_path / "planner" / "model.safetensors").exists()
+    plans = [e for e in load_examples(tmp_path / "data.npz") if e.task == "plan"]
+    assert metrics["train_examples"] + metrics["val_examples"] > len(plans), "captions by default"
+    again = [*args, cache, "data.captions=0", f"hydra.run.dir={tmp_path}/again"]
+    proc = subprocess.run(again, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0 and "reading planner data" in proc.stdout, proc.stderr
+    metrics = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    assert metrics["train_examples"] + metrics["val_examples"] == len(plans), "captions=0 drops the cached ones"
     bad = subprocess.run(
         [*args, "train.lr=-1", f"hydra.run.dir={tmp_path}/bad"], capture_output=True, text=True, env=env
     )
