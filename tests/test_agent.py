@@ -1,5 +1,6 @@
 import gymnasium as gym
 import intentloop.envs  # noqa: F401
+import numpy as np
 import pytest
 from intentloop.agents import HierarchicalAgent, OraclePlanner, PlannerInput, make_planner
 from intentloop.envs.sim.base import BACKENDS
@@ -90,7 +91,9 @@ def test_planner_sees_image_and_instruction():
     planner = ScriptPlanner([])
     HierarchicalAgent(planner, ScriptedSkill()).run_episode(env, seed=0)
     first = planner.inputs[0]
-    assert first.image.shape == (32, 32, 3) and first.instruction.endswith(".")
+    obs, _ = env.reset(seed=0)  # the same episode start: the env's own frame and instruction
+    assert first.instruction == obs["instruction"] and np.array_equal(first.image, obs["image"])
+    assert first.image.shape == (32, 32, 3) and first.image.std() > 0
 
 
 def test_metrics_count_chain_length_in_order():

@@ -95,9 +95,16 @@ def test_skill_env_reward_is_the_sum_of_logged_terms():
         env = gym.make(f"intentloop/{name}")
         env.reset(seed=0)
         env.action_space.seed(0)
+        u = env.unwrapped
         for _ in range(20):
-            _, reward, *_, info = env.step(env.action_space.sample())
+            _, reward, terminated, _, info = env.step(env.action_space.sample())
             assert reward == pytest.approx(sum(v for k, v in info.items() if k.startswith("reward/")))
+            state = u.world.state_obs()  # each term is what its name says, from the world's own state
+            reach = -np.linalg.norm(state["proprio"][:3] - P.block_pos(state, u.intent.args[0]))
+            assert info["reward/reach"] == pytest.approx(u.scales["reach"] * reach)
+            assert (
+                info["reward/success"] == u.scales["success"] * float(terminated) and terminated == info["is_success"]
+            )
         env.close()
 
 

@@ -125,5 +125,8 @@ def test_scripted_oracle_solves_a_put_task():
 
 def test_close_is_idempotent():
     s = BulletSim()
+    client = s.client
+    assert client.isConnected()
     s.close()
+    assert not client.isConnected(), "close() disconnects the physics server"
     s.close()
