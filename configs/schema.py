@@ -35,6 +35,7 @@ class PlannerConfig:
 class SkillsConfig:
     name: str = MISSING  # key of intentloop.policies.SKILL_LIBRARIES
     path: str | None = None  # learned skills: the run directory of `intentloop train-skills`
+    trust_pickle: bool = False  # also load legacy pickled skill checkpoints (*.pkl), which can run code
 
 
 @dataclass

@@ -128,7 +128,8 @@ class Collector:
         self.backend, self.env_cfg, self.store, self.envs = backend, env, store, {}
         inner = RemotePlanner(server, planner["name"]) if server is not None else make_planner(_config(planner))
         self.planner = EpsilonPlanner(inner, epsilon)
-        library = make_skills(skills["name"], env.get("max_delta", 0.03), skills.get("path"), backend=backend)
+        library = make_skills(skills["name"], env.get("max_delta", 0.03), skills.get("path"), backend=backend,
+                              trust_pickle=skills.get("trust_pickle", False))  # fmt: skip
         self.agent = HierarchicalAgent(
             self.planner,
             library,

@@ -52,11 +52,10 @@ def make_env(cfg: DictConfig, split: str, chain_length: int, task: str = "chain"
 
 
 def make_agent(cfg: DictConfig, planner, skills: str) -> HierarchicalAgent:
+    s = cfg.get("skills") or {}
     return HierarchicalAgent(
         make_planner(planner),
-        make_skills(
-            skills, cfg.env.max_delta, cfg.skills.get("path") if "skills" in cfg else None, backend=cfg.backend
-        ),
+        make_skills(skills, cfg.env.max_delta, s.get("path"), cfg.backend, s.get("trust_pickle", False)),
         cfg.agent.max_steps_per_intent,
         cfg.agent.max_intents,
         contracts=cfg.agent.get("contracts", True),

@@ -189,7 +189,7 @@ class SelfTraining:
         for skill in chosen:
             figures["practised"][skill] = practise(
                 skill, source, staging, env_kwargs, asdict(p.rllib), p.iterations, p.eval_episodes,
-                self.c.seed + r, p.min_gain, self.c.progress,
+                self.c.seed + r, p.min_gain, self.c.progress, self.c.skills.trust_pickle,
             )  # fmt: skip
         if not any(f["kept"] for f in figures["practised"].values()):
             shutil.rmtree(staging)

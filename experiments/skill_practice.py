@@ -20,7 +20,8 @@ from intentloop.agents.reflection import REFUSED
 from intentloop.envs.intents import MOTOR_SKILLS, parse_intent
 from intentloop.experiments.train_skills import heldout_success
 from intentloop.policies.rllib_config import build_ppo
-from intentloop.policies.skill_library import load_skill_module
+from intentloop.policies.skill_library import load_skill_module, save_skill_module
+from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_LEARNER_GROUP, COMPONENT_RL_MODULE, DEFAULT_MODULE_ID
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from tqdm import tqdm
 
@@ -44,25 +45,25 @@ def to_practise(rates: dict[str, dict], min_failures: int, min_failure_rate: flo
 
 
 def practise(skill: str, skills_dir: str | Path, staging: Path, env_kwargs: dict, rl: dict, iterations: int,
-             eval_episodes: int, seed: int, min_gain: float = 0.0, progress: bool = True) -> dict:  # fmt: skip
+             eval_episodes: int, seed: int, min_gain: float = 0.0, progress: bool = True,
+             trust_pickle: bool = False) -> dict:  # fmt: skip
     """PPO on ``skill`` from its weights under ``skills_dir``; the result is saved to ``staging/<skill>`` if its
     held-out success (same seeds before and after) rises by more than ``min_gain``. Returns the figures."""
     start = time.monotonic()
-    current = load_skill_module(skills_dir, skill)
+    current = load_skill_module(skills_dir, skill, trust_pickle)
     before = heldout_success(current, skill, env_kwargs, eval_episodes)
-    spec = RLModuleSpec(
-        module_class=type(current), model_config=current.model_config,
-        load_state_path=str(Path(skills_dir) / skill / "module"),
-    )  # fmt: skip
+    spec = RLModuleSpec(module_class=type(current), model_config=current.model_config)
     algo = build_ppo(skill, env_kwargs, spec, rl, seed).build_algo()
-    try:
+    try:  # the current weights into the learner, synced to the EnvRunners by RLlib
+        weights = {DEFAULT_MODULE_ID: current.get_state()}
+        algo.set_state({COMPONENT_LEARNER_GROUP: {COMPONENT_LEARNER: {COMPONENT_RL_MODULE: weights}}})
         for _ in tqdm(range(iterations), desc=f"practise {skill} (PPO)", disable=not progress):
             algo.train()
         after = heldout_success(algo.get_module(), skill, env_kwargs, eval_episodes)
         figures = {"iterations": iterations, "heldout_before": before, "heldout_after": after,
                    "eval_episodes": eval_episodes, "kept": after > before + min_gain}  # fmt: skip
         if figures["kept"]:
-            algo.get_module().save_to_path(str(staging / skill / "module"))
+            save_skill_module(algo.get_module(), staging / skill / "module")
     finally:
         algo.stop()
     figures["seconds"] = round(time.monotonic() - start, 1)

@@ -6,8 +6,9 @@ Debug in-process:   intentloop train-skills demo_episodes=4 rllib.bc_iterations=
 Results to expect:  >= 90% held-out success per skill within a few minutes on 2 cores (docs/BENCHMARKS.md).
 
 Per skill, under ``<run dir>/<skill>/``: ``demos/`` (RLlib offline data), ``bc/`` (the BC checkpoint),
-``checkpoint/`` (the PPO Algorithm checkpoint), ``module/`` (the RLModule alone, what the skill library
-loads), ``metrics.json`` and ``config.yaml``; TensorBoard curves in ``<run dir>/tb``.
+``checkpoint/`` (the PPO Algorithm checkpoint, RLlib's pickles, to resume training), ``module/`` (the RLModule
+alone as ``model.safetensors`` + ``spec.json``, what the skill library loads), ``metrics.json`` and
+``config.yaml``; TensorBoard curves in ``<run dir>/tb``.
 Held-out evaluation runs the greedy policy on unseen goals: the held-out compositions for place and push,
 and unseen seeds for pick (no pick composition is held out).
 """
@@ -31,6 +32,7 @@ from intentloop.envs import SKILL_ENVS
 from intentloop.experiments.common import user_errors
 from intentloop.policies.demos import obs_statistics, record_demos, write_demos
 from intentloop.policies.rllib_config import build_bc, build_ppo, module_spec
+from intentloop.policies.skill_library import save_skill_module
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
@@ -115,7 +117,7 @@ def train_skill(cfg: DictConfig, skill: str, out: Path, writer: SummaryWriter) -
         if reached or row["seconds"] > 60 * cfg.max_minutes:
             break
     algo.save_to_path(str(out / "checkpoint"))
-    algo.get_module().save_to_path(str(out / "module"))
+    save_skill_module(algo.get_module(), out / "module")
     final = heldout_success(algo.get_module(), skill, env_kwargs, cfg.final_eval_episodes)
     algo.stop()
     metrics = {

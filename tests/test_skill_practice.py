@@ -68,6 +68,8 @@ def test_practice_continues_ppo_from_the_shipped_weights_and_keeps_only_a_better
     pairs = zip(before.state_dict().values(), after.state_dict().values(), strict=True)
     changed = [not torch.equal(a, b) for a, b in pairs]
     assert any(changed)  # a real PPO update moved the weights
+    step = (before.pi[0].weight - after.pi[0].weight).abs().max().item()
+    assert step < 0.05  # ... a little: PPO continued from the shipped weights, not from a fresh init
     library = RLlibSkills(out)  # the practised pick next to the copied place and push
     assert set(library.modules) == {"pick", "place", "push"}
     np.testing.assert_array_equal(

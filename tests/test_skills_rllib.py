@@ -14,7 +14,7 @@ import torch
 from intentloop.envs.intents import parse_intent
 from intentloop.envs.skill_env import OBS_DIM, skill_observation
 from intentloop.policies.rllib_config import ACTION_SPACE, OBS_SPACE
-from intentloop.policies.skill_library import RLlibSkills, load_skill_module
+from intentloop.policies.skill_library import RLlibSkills, load_skill_module, save_skill_module
 from intentloop.policies.skill_module import SkillModule
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
@@ -58,8 +58,8 @@ def test_module_shapes_without_ray():
 def test_module_carries_its_input_normalisation(tmp_path):
     mean, std = list(np.arange(OBS_DIM, dtype=float)), [2.0] * OBS_DIM
     module = build_module(obs_mean=mean, obs_std=std)
-    module.save_to_path(str(tmp_path / "m"))
-    loaded = type(module).from_checkpoint(str(tmp_path / "m"))
+    save_skill_module(module, tmp_path / "pick" / "module")
+    loaded = load_skill_module(tmp_path, "pick")
     assert torch.equal(loaded.obs_mean, torch.tensor(mean, dtype=torch.float32))
     x = np.random.default_rng(0).normal(size=(3, OBS_DIM)).astype(np.float32)
     assert np.array_equal(loaded.greedy_action(x), module.greedy_action(x))
@@ -86,7 +86,8 @@ def trained(tmp_path_factory):
 def test_training_writes_checkpoints_metrics_and_curves(trained):
     for skill in ("pick", "place", "push"):
         out = trained / skill
-        assert (out / "checkpoint" / "learner_group").is_dir() and (out / "module").is_dir()
+        assert (out / "checkpoint" / "learner_group").is_dir()
+        assert sorted(p.name for p in (out / "module").iterdir()) == ["model.safetensors", "spec.json"]
         metrics = json.loads((out / "metrics.json").read_text())
         assert metrics["ppo_iterations"] == 1 and metrics["heldout_episodes"] == 2
         assert 0.0 <= metrics["heldout_success"] <= 1.0 and metrics["expert_success"] == 1.0
@@ -134,7 +135,7 @@ def test_evaluate_runs_the_closed_loop_with_learned_skills(trained, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["config"]["skills"] == {"name": "rllib", "path": str(trained)}
+    assert metrics["config"]["skills"] == {"name": "rllib", "path": str(trained), "trust_pickle": False}
     assert metrics["per_intent_success"]["pick"]["n"] >= 1
 
 
@@ -143,15 +144,17 @@ def test_missing_corrupt_and_incompatible_checkpoints_fail_clearly(trained, tmp_
         load_skill_module(tmp_path, "push")
     (tmp_path / "pick" / "module").mkdir(parents=True)
     (tmp_path / "pick" / "module" / "class_and_ctor_args.pkl").write_bytes(b"garbage")
-    with pytest.raises(ValueError, match=r"checkpoint of skill 'pick' at .*pick/module cannot be loaded"):
+    with pytest.raises(ValueError, match=r"checkpoint of skill 'pick' at .*pick/module holds pickled weights"):
         load_skill_module(tmp_path, "pick")
+    with pytest.raises(ValueError, match=r"checkpoint of skill 'pick' at .*pick/module cannot be loaded"):
+        load_skill_module(tmp_path, "pick", trust_pickle=True)
     small = RLModuleSpec(
         module_class=SkillModule,
         observation_space=gym.spaces.Box(-1, 1, (5,), np.float32),
         action_space=ACTION_SPACE,
         model_config={"hidden": [8]},
     ).build()
-    small.save_to_path(str(tmp_path / "place" / "module"))
+    save_skill_module(small, tmp_path / "place" / "module")
     with pytest.raises(ValueError, match="incompatible"):
         load_skill_module(tmp_path, "place")
 
