@@ -32,7 +32,7 @@ def wilson(successes: int, n: int, z: float = 1.96) -> list[float]:
     """The 95% Wilson score interval of a success rate."""
     p, denom = successes / n, 1 + z * z / n
     center, half = (p + z * z / (2 * n)) / denom, z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return [round(float(center - half), 4), round(float(center + half), 4)]
+    return [round(max(0.0, float(center - half)), 4), round(min(1.0, float(center + half)), 4)]
 
 
 def summarize(results: list[EpisodeResult], seconds: float) -> dict:

@@ -120,6 +120,7 @@ def test_unknown_config_key_is_caught_at_compose_time(tmp_path):
     assert proc.returncode != 0 and "episodez" in proc.stderr and not (tmp_path / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_demo_runs_the_whole_loop_and_prints_a_summary_table(tmp_path):
     from test_self_train import TINY
 
@@ -159,3 +160,13 @@ def test_recorded_episode_replays_to_tensorboard(tmp_path):
 def test_replay_of_a_missing_store_is_one_sentence(tmp_path):
     proc = run("replay", f"episode={tmp_path / 'nothing'}", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
     assert proc.returncode == 2 and "no episode store or shard" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_wilson_interval_stays_in_zero_one_and_covers_the_rate():
+    from intentloop.experiments.evaluation import wilson
+
+    lo, hi = wilson(0, 30)
+    assert str(lo) == "0.0" and 0.10 < hi < 0.13  # no "-0.0" printed for an empty count
+    assert wilson(30, 30)[1] == 1.0 and 0.87 < wilson(30, 30)[0] < 0.9
+    lo, hi = wilson(15, 30)
+    assert lo < 0.5 < hi and abs((0.5 - lo) - (hi - 0.5)) < 1e-3

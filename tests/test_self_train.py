@@ -70,6 +70,7 @@ def test_self_train_writes_round_metrics_tensorboard_and_replays(tmp_path):
     assert any(t.startswith("replay/r001-") and t.endswith("/video") for t in tb.Tags()["images"])
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_with_the_episode_count_of_an_uninterrupted_run(tmp_path):
     run_dir, rounds, episodes = tmp_path / "run", 2, 6
     args = (f"rounds={rounds}", f"collect.episodes={episodes}")
@@ -94,6 +95,7 @@ def test_a_killed_run_resumes_with_the_episode_count_of_an_uninterrupted_run(tmp
     assert [m["round"] for m in history] == list(range(rounds + 1))
 
 
+@pytest.mark.slow
 def test_a_round_practises_its_most_failing_learned_skill_and_evaluates_the_candidate_with_it(tmp_path):
     run_dir = tmp_path / "run"
     practice = [

@@ -83,6 +83,7 @@ def trained(tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow
 def test_training_writes_checkpoints_metrics_and_curves(trained):
     for skill in ("pick", "place", "push"):
         out = trained / skill
@@ -95,6 +96,7 @@ def test_training_writes_checkpoints_metrics_and_curves(trained):
     assert list((trained / "tb").glob("events.out.tfevents.*"))
 
 
+@pytest.mark.slow
 def test_skill_library_loads_without_ray_and_acts_batched(trained):
     import ray
 
@@ -115,6 +117,7 @@ def test_skill_library_loads_without_ray_and_acts_batched(trained):
     assert np.allclose(batch[1], expected, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_evaluate_runs_the_closed_loop_with_learned_skills(trained, tmp_path):
     proc = subprocess.run(
         [
@@ -139,6 +142,7 @@ def test_evaluate_runs_the_closed_loop_with_learned_skills(trained, tmp_path):
     assert metrics["per_intent_success"]["pick"]["n"] >= 1
 
 
+@pytest.mark.slow
 def test_missing_corrupt_and_incompatible_checkpoints_fail_clearly(trained, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no checkpoint for skill 'push' at .*push/module"):
         load_skill_module(tmp_path, "push")
