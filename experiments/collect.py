@@ -18,13 +18,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 import ray
+from intentloop.experiments.common import start_ray
 from intentloop.experiments.episode_store import episode_row, read_store, write_shard
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, WorkerCrashedError
 from tqdm import tqdm
@@ -205,11 +205,7 @@ def collect(
     """Run ``jobs`` on ``workers`` collector actors; ``store`` None runs without recording (evaluation).
     ``on_result(result, actors)`` is called after every finished episode (tests use it to kill a collector)."""
     _check(jobs, workers, epsilon, backend)
-    started = not ray.is_initialized()
-    if started:
-        address = ray_address or os.environ.get("RAY_ADDRESS") or "local"  # local: never join a stray cluster
-        ray.init(address=address, num_cpus=num_cpus if address == "local" else None, include_dashboard=False,
-                 log_to_driver=False)  # fmt: skip
+    started = start_ray(ray_address, num_cpus)
     report, start = CollectReport(), time.monotonic()
     done = stored_ids(store) if store is not None else set()
     report.skipped = [j.episode_id for j in jobs if j.episode_id in done]

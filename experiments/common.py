@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import socket
 import sys
 
 import gymnasium as gym
@@ -31,6 +33,33 @@ def user_errors(app):
             raise SystemExit(2) from None
 
     return wrapper
+
+
+def start_ray(address: str | None, num_cpus: int | None, timeout_s: float = 10.0) -> bool:
+    """Start Ray unless it runs already; True if this call started it (the caller shuts it down). No address
+    (and no RAY_ADDRESS) means a fresh local Ray with ``num_cpus``, never a stray cluster. A bad core count or an
+    address that does not answer within ``timeout_s`` is one sentence, before any work, instead of a hang."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    if address == "local" and num_cpus is not None and num_cpus < 1:
+        raise ValueError(f"ray.num_cpus must be >= 1 (or null for every core), got {num_cpus}")
+    if address not in ("local", "auto"):
+        host, _, port = address.removeprefix("ray://").rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"ray.address must be 'auto' or host:port, got {address!r}")
+        try:
+            socket.create_connection((host, int(port)), timeout=timeout_s).close()
+        except OSError as e:
+            raise ValueError(f"no Ray cluster answers at ray.address={address}: {e.strerror or e}") from None
+    try:
+        ray.init(address=address, num_cpus=num_cpus if address == "local" else None, include_dashboard=False,
+                 log_to_driver=False)  # fmt: skip
+    except ConnectionError as e:  # address=auto with no cluster running
+        raise ValueError(f"no Ray cluster to join at ray.address={address}: {e}") from None
+    return True
 
 
 def make_env(cfg: DictConfig, split: str, chain_length: int, task: str = "chain") -> gym.Env:

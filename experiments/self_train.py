@@ -50,7 +50,7 @@ from intentloop.agents.vlm.training import train_planner
 from intentloop.configs.self_train_schema import SelfTrainConfig
 from intentloop.envs.tasks import TaskSuite
 from intentloop.experiments.collect import collect
-from intentloop.experiments.common import user_errors
+from intentloop.experiments.common import start_ray, user_errors
 from intentloop.experiments.episode_store import read_store
 from intentloop.experiments.replay import write_replay
 from intentloop.experiments.rounds import (
@@ -273,11 +273,7 @@ class SelfTraining:
 
     # -- the loop ------------------------------------------------------------------------------------------
     def run(self) -> list[dict]:
-        ray_started = not ray.is_initialized()
-        if ray_started:
-            address = self.c.ray.address or os.environ.get("RAY_ADDRESS") or "local"  # never join a stray cluster
-            cpus = self.c.ray.num_cpus if address == "local" else None
-            ray.init(address=address, num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+        ray_started = start_ray(self.c.ray.address, self.c.ray.num_cpus)
         torch.set_num_threads(self.c.update.threads)
         try:
             return self._rounds()

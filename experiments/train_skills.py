@@ -18,7 +18,6 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import numpy as np
 import ray
 from hydra.core.hydra_config import HydraConfig
 from intentloop.envs import SKILL_ENVS
-from intentloop.experiments.common import user_errors
+from intentloop.experiments.common import start_ray, user_errors
 from intentloop.policies.demos import obs_statistics, record_demos, write_demos
 from intentloop.policies.rllib_config import build_bc, build_ppo, module_spec
 from intentloop.policies.skill_library import save_skill_module
@@ -151,15 +150,7 @@ def main(cfg: DictConfig) -> dict:
     writer = SummaryWriter(str(run_dir / "tb"))
     writer.add_text("config", f"```\n{OmegaConf.to_yaml(cfg)}\n```")
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # its per-dataset progress log drowns ours
-    started = not ray.is_initialized()
-    if started:
-        address = cfg.ray.address or os.environ.get("RAY_ADDRESS") or "local"  # local: never join a stray cluster
-        ray.init(
-            address=address,
-            num_cpus=cfg.ray.num_cpus if address == "local" else None,
-            include_dashboard=False,
-            log_to_driver=False,
-        )
+    started = start_ray(cfg.ray.address, cfg.ray.num_cpus)
     try:
         results = {s: train_skill(cfg, s, run_dir / s, writer) for s in skills}
     finally:

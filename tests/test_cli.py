@@ -170,3 +170,19 @@ def test_wilson_interval_stays_in_zero_one_and_covers_the_rate():
     assert wilson(30, 30)[1] == 1.0 and 0.87 < wilson(30, 30)[0] < 0.9
     lo, hi = wilson(15, 30)
     assert lo < 0.5 < hi and abs((0.5 - lo) - (hi - 0.5)) < 1e-3
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("ray.num_cpus=0", "ray.num_cpus must be >= 1"),
+        ("ray.address=127.0.0.1:1", "no Ray cluster answers at ray.address=127.0.0.1:1"),
+        ("ray.address=nonsense", "ray.address must be 'auto' or host:port"),
+    ],
+)
+def test_ray_settings_that_would_hang_fail_with_one_sentence_before_work(tmp_path, override, message):
+    proc = run("collect", "episodes=1", "skills=scripted", "progress=false", override, f"hydra.run.dir={tmp_path}",
+               cwd=tmp_path)  # fmt: skip
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("intentloop collect: error: " + message)
+    assert not (tmp_path / "episodes").exists()
