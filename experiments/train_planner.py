@@ -22,6 +22,7 @@ from pathlib import Path
 
 import hydra
 import intentloop.configs.planner_schema  # noqa: F401  (registers the config schemas)
+import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from intentloop.agents.vlm.data import collect_examples, load_examples, save_examples, split_examples
@@ -32,11 +33,17 @@ from intentloop.experiments.common import user_errors
 from omegaconf import DictConfig, OmegaConf
 
 
+def keep_captions(examples: list, fraction: float, seed: int) -> list:
+    """Every intent example and each cached caption with probability ``fraction`` (`DataSettings.captions`): a
+    cache collected with all captions trains with fewer, so the two tasks' share of the batches is a setting."""
+    rng = np.random.default_rng(seed)
+    return [e for e in examples if e.task == "plan" or rng.random() < fraction]
+
+
 def examples_for(c: TrainPlannerConfig) -> list:
     if c.data_cache and Path(c.data_cache).exists():
         print(f"reading planner data from {c.data_cache}")
-        examples = load_examples(c.data_cache)
-        return examples if c.data.captions else [e for e in examples if e.task == "plan"]  # captions=0: none
+        return keep_captions(load_examples(c.data_cache), c.data.captions, c.data.seed)
     examples = collect_examples(c.data, progress=c.progress)
     if c.data_cache:
         save_examples(c.data_cache, examples)

@@ -276,6 +276,18 @@ def test_examples_come_from_the_train_split_and_end_with_done():
     assert all(e.image.shape == (32, 32, 3) and e.image.dtype == np.uint8 for e in examples)
 
 
+def test_a_caption_fraction_keeps_every_intent_example_and_that_share_of_cached_captions():
+    from intentloop.agents.vlm.data import Example
+    from intentloop.experiments.train_planner import keep_captions
+
+    image = np.zeros((4, 4, 3), np.uint8)
+    examples = [Example(image, "", (), "x", i, task="scene" if i % 2 else "plan") for i in range(2000)]
+    for fraction in (0.0, 0.3, 1.0):
+        kept = keep_captions(examples, fraction, seed=0)
+        assert [e for e in kept if e.task == "plan"] == examples[::2]
+        assert abs(sum(e.task == "scene" for e in kept) - 1000 * fraction) <= 50
+
+
 def test_captions_describe_the_scene_the_image_shows():
     """Each caption is the place of every block in the scene its image was rendered from; the image pixels and
     the caption change together (the label comes from privileged state, never the planner's input)."""
