@@ -363,6 +363,24 @@ def test_bad_checkpoints_fail_with_one_sentence_naming_the_path(tmp_path):
         assert one_sentence(e.value, bad), e.value
 
 
+@pytest.mark.parametrize("damage", ["missing", "nan"])
+def test_a_checkpoint_with_missing_or_non_finite_weights_is_refused(tmp_path, damage):
+    from safetensors.torch import load_file, save_file
+
+    tiny_planner().save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    name = sorted(weights)[len(weights) // 2]
+    if damage == "missing":
+        del weights[name]
+    else:
+        weights[name] = torch.full_like(weights[name], float("nan"))
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    expected = r"has weights missing or of the wrong shape \(1, " if damage == "missing" else "has non-finite weights"
+    with pytest.raises(ValueError, match=expected) as e:
+        VLMPlanner(model_path=tmp_path)
+    assert one_sentence(e.value, tmp_path) and name in str(e.value)
+
+
 def test_trie_refuses_a_tokenizer_that_cannot_spell_an_intent():
     _, processor = build_default_model(TINY)
     with pytest.raises(ValueError, match="cannot spell the intent 'pick\\(rosé_block\\)'"):

@@ -103,10 +103,17 @@ def load_model(path: str | Path):
     if not (folder / "config.json").is_file():
         raise ValueError(f"the planner checkpoint at {path} has no config.json: it is not a save_pretrained folder")
     try:
-        model = AutoModelForImageTextToText.from_pretrained(folder)
+        model, info = AutoModelForImageTextToText.from_pretrained(folder, output_loading_info=True)
         processor = AutoProcessor.from_pretrained(folder)
     except Exception as e:  # noqa: BLE001  (transformers raises many types; the user needs the path and the cause)
         raise ValueError(f"the planner checkpoint at {path} is corrupt or incomplete ({_cause(e, folder)})") from e
+    missing = sorted(info["missing_keys"]) + sorted(k for k, *_ in info["mismatched_keys"])
+    if missing:  # transformers only warns and leaves them random
+        raise ValueError(f"the planner checkpoint at {path} has weights missing or of the wrong shape "
+                         f"({len(missing)}, first: {missing[0]}): it would plan with random ones")  # fmt: skip
+    bad = next((n for n, t in model.state_dict().items() if t.is_floating_point() and not t.isfinite().all()), None)
+    if bad:
+        raise ValueError(f"the planner checkpoint at {path} has non-finite weights (first: {bad})")
     if not hasattr(processor, "image_processor") or not hasattr(processor, "tokenizer"):
         raise ValueError(f"the planner checkpoint at {path} has no image-text processor (processor_config.json)")
     return model.eval(), processor
