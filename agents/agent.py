@@ -101,6 +101,10 @@ class HierarchicalAgent:
         ``blank_image``: the planner sees an all-zero camera image (the perception ablation)."""
         if max_steps_per_intent < 1:
             raise ValueError(f"max_steps_per_intent must be >= 1, got {max_steps_per_intent}")
+        if max_intents is not None and max_intents < 1:
+            raise ValueError(
+                f"max_intents must be >= 1 (or null: twice the task's subgoals plus two), got {max_intents}"
+            )
         self.planner, self.skills = planner, skills
         self.max_steps_per_intent, self.max_intents, self.record = max_steps_per_intent, max_intents, record
         self.contracts, self.safety = contracts, SafetyRules.from_config(safety)

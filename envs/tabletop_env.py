@@ -80,6 +80,8 @@ class TabletopEnv(WorldEnv):
     ):
         if task not in FAMILIES:
             raise ValueError(f"unknown task {task!r}; choose one of: {', '.join(FAMILIES)}")
+        if steps_per_intent < 1:
+            raise ValueError(f"steps_per_intent must be >= 1, got {steps_per_intent}")
         self.suite = TaskSuite(split, split_seed, phrasings)
         self.family, self.chain_length = task, chain_length
         self.suite.sample_episode(np.random.default_rng(0), task, chain_length)  # fails now if no such task exists

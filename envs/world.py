@@ -26,6 +26,8 @@ class TabletopWorld:
     def __init__(self, backend: str = "mujoco", frame_skip: int = 25, max_delta: float = 0.03):
         if frame_skip < 1:
             raise ValueError(f"frame_skip must be >= 1, got {frame_skip}")
+        if not 0.0 < max_delta <= 0.1:
+            raise ValueError(f"max_delta (the hand's step at action 1.0) must be in (0, 0.1] m, got {max_delta}")
         self.sim = make_sim(backend)
         self.backend, self.frame_skip, self.max_delta = backend, frame_skip, max_delta
         self.zones = np.zeros((len(S.ZONES), 2), np.float32)

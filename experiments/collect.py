@@ -119,35 +119,14 @@ class RemotePlanner:
 class Collector:
     def __init__(self, backend: str, planner: dict, skills: dict, env: dict, agent: dict, epsilon: float,
                  store: str | None, server=None):  # fmt: skip
-        import intentloop.envs  # noqa: F401  (registers the env ids)
-        from intentloop.agents import HierarchicalAgent, make_planner
-        from intentloop.agents.exploration import EpsilonPlanner
-        from intentloop.policies import make_skills
-
         _one_thread()
         self.backend, self.env_cfg, self.store, self.envs = backend, env, store, {}
-        inner = RemotePlanner(server, planner["name"]) if server is not None else make_planner(_config(planner))
-        self.planner = EpsilonPlanner(inner, epsilon)
-        library = make_skills(skills["name"], env.get("max_delta", 0.03), skills.get("path"), backend=backend,
-                              trust_pickle=skills.get("trust_pickle", False))  # fmt: skip
-        self.agent = HierarchicalAgent(
-            self.planner,
-            library,
-            agent.get("max_steps_per_intent", 60),
-            agent.get("max_intents"),
-            record=store is not None,
-            contracts=agent.get("contracts", True),
-            safety=agent.get("safety"),
-        )
+        self.planner, self.agent = build_agent(backend, planner, skills, env, agent, epsilon, store is not None, server)
 
     def _env(self, job: EpisodeJob):
-        import gymnasium as gym
-
         key = (job.task, job.split, job.chain_length, job.phrasings)
         if key not in self.envs:
-            knobs = {k: v for k, v in self.env_cfg.items() if k != "phrasings"}
-            self.envs[key] = gym.make("intentloop/Tabletop-v0", backend=self.backend, task=job.task, split=job.split,
-                                      chain_length=job.chain_length, phrasings=job.phrasings, **knobs)  # fmt: skip
+            self.envs[key] = build_env(self.backend, self.env_cfg, job)
         return self.envs[key]
 
     def run(self, job: EpisodeJob) -> dict:
@@ -156,6 +135,37 @@ class Collector:
         if self.store is not None:
             write_shard(self.store, [episode_row(result, job.episode_id)], name=job.episode_id)
         return {**result.to_dict(), "episode_id": job.episode_id, "node_id": ray.get_runtime_context().get_node_id()}
+
+
+def build_agent(backend: str, planner: dict, skills: dict, env: dict, agent: dict, epsilon: float, record: bool,
+                server=None):  # fmt: skip
+    """(the epsilon planner, the agent) a collector runs; `collect` builds one in the driver first as a check."""
+    from intentloop.agents import HierarchicalAgent, make_planner
+    from intentloop.agents.exploration import EpsilonPlanner
+    from intentloop.policies import make_skills
+
+    inner = RemotePlanner(server, planner["name"]) if server is not None else make_planner(_config(planner))
+    explorer = EpsilonPlanner(inner, epsilon)
+    library = make_skills(skills["name"], env.get("max_delta", 0.03), skills.get("path"), backend=backend,
+                          trust_pickle=skills.get("trust_pickle", False))  # fmt: skip
+    return explorer, HierarchicalAgent(
+        explorer,
+        library,
+        agent.get("max_steps_per_intent", 60),
+        agent.get("max_intents"),
+        record=record,
+        contracts=agent.get("contracts", True),
+        safety=agent.get("safety"),
+    )
+
+
+def build_env(backend: str, env: dict, job: EpisodeJob):
+    import gymnasium as gym
+    import intentloop.envs  # noqa: F401  (registers the env ids)
+
+    knobs = {k: v for k, v in env.items() if k != "phrasings"}
+    return gym.make("intentloop/Tabletop-v0", backend=backend, task=job.task, split=job.split,
+                    chain_length=job.chain_length, phrasings=job.phrasings, **knobs)  # fmt: skip
 
 
 def stored_ids(store: str) -> set[str]:
@@ -205,6 +215,10 @@ def collect(
     """Run ``jobs`` on ``workers`` collector actors; ``store`` None runs without recording (evaluation).
     ``on_result(result, actors)`` is called after every finished episode (tests use it to kill a collector)."""
     _check(jobs, workers, epsilon, backend)
+    # Every setting and artefact is built once here, before Ray starts: a bad one is one sentence, not dead actors.
+    build_agent(backend, planner, skills, env or {}, agent or {}, epsilon, False)
+    for job in {(j.task, j.split, j.chain_length, j.phrasings): j for j in jobs}.values():
+        build_env(backend, env or {}, job).close()
     started = start_ray(ray_address, num_cpus)
     report, start = CollectReport(), time.monotonic()
     done = stored_ids(store) if store is not None else set()

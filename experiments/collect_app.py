@@ -26,6 +26,8 @@ from omegaconf import DictConfig, OmegaConf
 def main(cfg: DictConfig) -> dict:
     if cfg.episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {cfg.episodes}")
+    if cfg.seed < 0:
+        raise ValueError(f"seed must be >= 0 (episodes use seed, seed + 1, ...), got {cfg.seed}")
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     store = cfg.store or str(run_dir / "episodes")
     name = f"{cfg.backend}-{cfg.split}-{cfg.chain_length}"

@@ -3,6 +3,8 @@ import intentloop.envs  # noqa: F401
 import numpy as np
 import pytest
 from intentloop.agents import HierarchicalAgent, OraclePlanner, PlannerInput, make_planner
+from intentloop.agents.exploration import EpsilonPlanner, alternatives
+from intentloop.configs.self_train_schema import SelfCollectConfig
 from intentloop.envs.sim.base import BACKENDS
 from intentloop.experiments.evaluation import evaluate
 from intentloop.policies import ScriptedSkill, make_skills
@@ -116,6 +118,14 @@ def test_factories_reject_unknown_names():
         make_skills("magic")
     with pytest.raises(ValueError, match="max_steps_per_intent must be >= 1"):
         HierarchicalAgent(OraclePlanner(), ScriptedSkill(), max_steps_per_intent=0)
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match=f"max_intents must be >= 1 .*, got {bad}"):
+            HierarchicalAgent(OraclePlanner(), ScriptedSkill(), max_intents=bad)
+        with pytest.raises(ValueError, match=f"steps_per_intent must be >= 1, got {bad}"):
+            gym.make("intentloop/Tabletop-v0", steps_per_intent=bad, image=False)
+    for bad in (0.0, -0.03, 0.5):
+        with pytest.raises(ValueError, match=rf"max_delta .* must be in \(0, 0.1\] m, got {bad}"):
+            gym.make("intentloop/Tabletop-v0", max_delta=bad, image=False)
 
 
 def test_scripted_skill_refuses_done_and_act_before_reset():
@@ -126,3 +136,22 @@ def test_scripted_skill_refuses_done_and_act_before_reset():
         from intentloop.envs.intents import DONE
 
         skill.reset(DONE, {})
+
+
+def test_exploration_at_the_default_epsilon_swaps_that_share_of_intents_for_valid_others_and_keeps_done():
+    epsilon = SelfCollectConfig().epsilon
+    said = ["pick(red_block)", "done()"] * 1000
+    planner = EpsilonPlanner(ScriptPlanner(said), epsilon, seed=3)
+    inp = PlannerInput("Pick up the red block.", None)
+
+    def run(seed):
+        planner.seed(seed)
+        planner.reset()
+        return [planner.plan(inp) for _ in said]
+
+    got = run(3)
+    assert [g for s, g in zip(said, got, strict=True) if s == "done()"] == ["done()"] * 1000  # never replaced
+    swapped = [g for s, g in zip(said, got, strict=True) if g != s]
+    assert abs(len(swapped) / 1000 - epsilon) < 4 * np.sqrt(epsilon * (1 - epsilon) / 1000)  # 4 sigma
+    assert set(swapped) <= set(alternatives()) and len(set(swapped)) > 10  # valid, spread, never done()
+    assert run(3) == got and run(4) != got  # the same seed, the same detours

@@ -178,9 +178,12 @@ def test_wilson_interval_stays_in_zero_one_and_covers_the_rate():
         ("ray.num_cpus=0", "ray.num_cpus must be >= 1"),
         ("ray.address=127.0.0.1:1", "no Ray cluster answers at ray.address=127.0.0.1:1"),
         ("ray.address=nonsense", "ray.address must be 'auto' or host:port"),
+        ("task=bogus", "unknown task 'bogus'"),
+        ("seed=-3", "seed must be >= 0"),
+        ("env.max_delta=-1", "max_delta (the hand's step at action 1.0) must be in (0, 0.1] m"),
     ],
 )
-def test_ray_settings_that_would_hang_fail_with_one_sentence_before_work(tmp_path, override, message):
+def test_collect_refuses_bad_settings_with_one_sentence_before_ray_starts(tmp_path, override, message):
     proc = run("collect", "episodes=1", "skills=scripted", "progress=false", override, f"hydra.run.dir={tmp_path}",
                cwd=tmp_path)  # fmt: skip
     lines = proc.stderr.strip().splitlines()
