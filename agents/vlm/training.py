@@ -57,6 +57,10 @@ NOUNS = (
     *language.RULES["train"]["block"],
     *language.RULES["train"]["zone"],
 )
+# the words `garble` may misspell: nouns and the train grammar's politeness and filler words
+EDITABLE = frozenset(NOUNS) | {
+    w for k in ("prefix", "suffix") for p in language.RULES["train"][k] for w in re.findall(r"[a-z]+", p)
+}
 
 
 def _pseudo_word(rng: np.random.Generator) -> str:
@@ -65,10 +69,12 @@ def _pseudo_word(rng: np.random.Generator) -> str:
 
 def garble(text: str, rng: np.random.Generator) -> str:
     """One random edit of an instruction's surface that keeps its meaning: a noun (block, zone and their train
-    synonyms) becomes a made-up word, a made-up word comes first or last, or a word of 4+ letters that is not a
-    colour gets one letter doubled or replaced. Trains the planner to read past words it has never seen
-    (`TrainSettings.word_noise`). Disjoint from the held-out rules of envs/language.py, which drop a letter and
-    use their own words, so held-out phrasings stay unseen."""
+    synonyms) becomes a made-up word, a made-up word comes first or last, or a noun or a politeness word gets one
+    letter doubled or replaced. Trains the planner to read past words it has never seen
+    (`TrainSettings.word_noise`). Words that decide an argument (colours, directions, "nearest", "except", ...)
+    are never edited: a planner taught that they may be unreadable learns to guess them from the block, which
+    is what fails on held-out compositions. Disjoint from the held-out rules of envs/language.py, which drop a
+    letter and use their own words, so held-out phrasings stay unseen."""
     kind = int(rng.integers(3))
     nouns = [m.span() for m in re.finditer(rf"\b({'|'.join(NOUNS)})\b", text)]
     if kind == 0 and nouns:
@@ -76,7 +82,7 @@ def garble(text: str, rng: np.random.Generator) -> str:
         return text[:start] + _pseudo_word(rng) + text[end:]
     if kind <= 1:
         return f"{_pseudo_word(rng)} {text}" if rng.random() < 0.5 else f"{text.rstrip('.')} {_pseudo_word(rng)}."
-    spans = [m.span() for m in re.finditer(r"[A-Za-z]{4,}", text) if m.group().lower() not in language.COLOURS]
+    spans = [m.span() for m in re.finditer(r"[A-Za-z]{4,}", text) if m.group().lower() in EDITABLE]
     if not spans:
         return text
     start, end = spans[rng.integers(len(spans))]
