@@ -104,15 +104,16 @@ def parse_intent(text: str, blocks: Iterable[str] | None = None, zones: Iterable
 def check_in_scene(intent: Intent, blocks: Iterable[str], zones: Iterable[str]) -> None:
     """Raise `InvalidIntent` if an argument of ``intent`` names nothing in the scene."""
     blocks, zones = tuple(blocks), tuple(zones)
+    said = repr(str(intent))  # quoted and escaped: the planner's text may hold newlines or control characters
     for arg, kind in zip(intent.args, SKILL_SIGNATURES[intent.skill], strict=True):
         if kind == BLOCK and arg not in blocks:
             where = " (it is a zone, not a block)" if arg in zones else ""
             raise InvalidIntent(
-                f"{intent}: object {arg!r} is not a block in the scene{where}; blocks: {', '.join(blocks)}"
+                f"{said}: object {arg!r} is not a block in the scene{where}; blocks: {', '.join(blocks)}"
             )
         if kind == TARGET and arg not in blocks + zones:
-            raise InvalidIntent(f"{intent}: target {arg!r} is not in the scene; targets: {', '.join(blocks + zones)}")
+            raise InvalidIntent(f"{said}: target {arg!r} is not in the scene; targets: {', '.join(blocks + zones)}")
         if kind == DIRECTION and arg not in DIRECTIONS:
-            raise InvalidIntent(f"{intent}: unknown direction {arg!r}; known: {', '.join(DIRECTIONS)}")
+            raise InvalidIntent(f"{said}: unknown direction {arg!r}; known: {', '.join(DIRECTIONS)}")
     if intent.skill == "place" and intent.args[0] == intent.args[1]:
-        raise InvalidIntent(f"{intent}: a block cannot be placed on itself")
+        raise InvalidIntent(f"{said}: a block cannot be placed on itself")

@@ -1,9 +1,9 @@
 """The episode store: Parquet shards of recorded episodes, readable by pandas, pyarrow and Ray Data.
 
 A store is a directory (a local path or any pyarrow filesystem URI, e.g. ``s3://bucket/run``) of files
-``*.parquet``, one row per episode. A shard is written under a temporary name and renamed when complete,
-so a reader sees a whole shard or none. A shard that cannot be read is reported and skipped, never
-silently read.
+``*.parquet``, one row per episode. A shard is written under a temporary name of its writer's own (two
+writers of the same shard never share one) and renamed when complete, so a reader sees a whole shard or
+none. A shard that cannot be read is reported and skipped, never silently read.
 
 Columns:
 
@@ -28,6 +28,7 @@ Columns:
 from __future__ import annotations
 
 import json
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -127,7 +128,8 @@ def write_shard(store: str, rows: list[dict], name: str | None = None) -> str:
     fs, root = _fs(store)
     fs.create_dir(root, recursive=True)
     name = name or f"shard-{uuid.uuid4().hex[:12]}"
-    final, tmp = f"{root}/{name}.parquet", f"{root}/.{name}.parquet.tmp"
+    final = f"{root}/{name}.parquet"
+    tmp = f"{root}/.{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet.tmp"  # this writer's own
     with fs.open_output_stream(tmp) as out:
         pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), out)
     fs.move(tmp, final)

@@ -29,13 +29,14 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
 
 GREEN, RED, WHITE = (60, 200, 80), (230, 60, 60), (255, 255, 255)
+TEXT_BAR = 18  # px: the bar above the frame (step and intent) and the one below it (outcome)
 
 
 def annotate(frame: np.ndarray, step: int, intent: str, outcome: str | None, ok: bool | None, scale: int) -> np.ndarray:
     """Upscale ``frame`` and draw the step, the intent and its outcome on it."""
     h, w = frame.shape[:2]
     img = cv2.resize(frame, (w * scale, h * scale), interpolation=cv2.INTER_NEAREST)
-    bar = 18
+    bar = TEXT_BAR
     img = cv2.copyMakeBorder(img, bar, bar, 0, 0, cv2.BORDER_CONSTANT, value=(20, 20, 20))
     font, size = cv2.FONT_HERSHEY_SIMPLEX, 0.4
     cv2.putText(img, f"t={step}  {intent}", (4, 13), font, size, WHITE, 1, cv2.LINE_AA)

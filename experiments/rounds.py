@@ -16,13 +16,27 @@ import numpy as np
 from intentloop.experiments.collect import EpisodeJob
 
 COLLECT_SEED = 10_000_000
+ROUND_SEEDS = 100_000  # practice seeds per round: round r collects from COLLECT_SEED + r * ROUND_SEEDS
+
+
+def check_seeds(collect_episodes: int, eval_seed: int, eval_episodes: int) -> None:
+    """A ValueError if practice seeds could meet the evaluation seeds or another round's."""
+    if eval_seed < 0 or eval_seed + eval_episodes > COLLECT_SEED:
+        raise ValueError(
+            f"evaluation seeds must lie in [0, {COLLECT_SEED}), below every practice seed; "
+            f"got eval.seed={eval_seed} with eval.episodes={eval_episodes}"
+        )
+    if collect_episodes > ROUND_SEEDS:
+        raise ValueError(
+            f"collect.episodes must be <= {ROUND_SEEDS} (one round's practice seeds), got {collect_episodes}"
+        )
 
 
 def practice_jobs(round_: int, episodes: int, splits: list[str], chain_lengths: list[int]) -> list[EpisodeJob]:
     """Round ``round_``'s practice episodes, cycling through every (split, chain length), with fixed ids and seeds."""
     combos = [(s, n) for n in chain_lengths for s in splits]
     return [
-        EpisodeJob(f"r{round_:03d}-e{i:05d}", COLLECT_SEED + 100_000 * round_ + i, *combos[i % len(combos)])
+        EpisodeJob(f"r{round_:03d}-e{i:05d}", COLLECT_SEED + ROUND_SEEDS * round_ + i, *combos[i % len(combos)])
         for i in range(episodes)
     ]
 

@@ -55,6 +55,7 @@ from intentloop.experiments.episode_store import read_store
 from intentloop.experiments.replay import write_replay
 from intentloop.experiments.rounds import (
     best_families,
+    check_seeds,
     eval_jobs,
     family_drops,
     heldout_score,
@@ -79,6 +80,7 @@ def check(c: SelfTrainConfig) -> None:
         raise ValueError(f"self-training trains the VLM planner; got planner={c.planner.name}")
     if not c.env.image:
         raise ValueError("the VLM planner needs the camera: env.image must be true")
+    check_seeds(c.collect.episodes, c.eval.seed, c.eval.episodes)
     if c.update.skill_practice.iterations > 0 and c.skills.name != "rllib":
         raise ValueError(f"skill practice trains learned skills: it needs skills=rllib, got skills={c.skills.name}")
 

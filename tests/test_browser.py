@@ -7,7 +7,7 @@ import intentloop.envs  # noqa: F401
 import pytest
 from intentloop.agents import HierarchicalAgent, OraclePlanner
 from intentloop.experiments.episode_store import episode_row, load_episode, write_shard
-from intentloop.experiments.replay import write_replay
+from intentloop.experiments.replay import TEXT_BAR, write_replay
 from intentloop.experiments.tensorboard_view import browser_missing, chromium, tensorboard_server, wait_for_images
 from intentloop.policies import ScriptedSkill
 
@@ -27,5 +27,5 @@ def test_replay_is_listed_and_renders_in_tensorboard(tmp_path):
         driver.get(f"{url}/?darkMode=false#images")
         found = wait_for_images(driver, f"{prefix}/video")
         driver.save_screenshot(str(tmp_path / "replay.png"))
-    assert [96, 96 + 2 * 18] in found["sizes"], found  # the annotated replay frame, not just any image
+    assert [96, 96 + 2 * TEXT_BAR] in found["sizes"], found  # the annotated replay frame, not just any image
     assert (tmp_path / "replay.png").stat().st_size > 10_000

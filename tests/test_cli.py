@@ -1,14 +1,27 @@
+import io
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import gymnasium as gym
 import intentloop.configs.planner_schema  # noqa: F401
 import intentloop.configs.self_train_schema  # noqa: F401
+import intentloop.envs  # noqa: F401  (registers the env ids)
 import pytest
+import torch
 from hydra import compose, initialize_config_module
+from intentloop.agents import PlannerInput
+from intentloop.agents.vlm.modeling import build_default_model, load_model
+from intentloop.agents.vlm.vlm_planner import VLMPlanner
+from intentloop.envs.intents import parse_intent
+from intentloop.envs.scene import BLOCKS, ZONES
 from intentloop.experiments.cli import COMMANDS, PLANNED, main
+from intentloop.experiments.episode_store import load_episode
+from omegaconf import OmegaConf
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 CLI = str(Path(sys.executable).parent / "intentloop")
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -129,7 +142,15 @@ def test_demo_runs_the_whole_loop_and_prints_a_summary_table(tmp_path):
     assert "heldout/1" in proc.stdout and f"tensorboard --logdir {tmp_path / 'tb'}" in proc.stdout
     rows = json.loads((tmp_path / "summary.json").read_text())
     assert [r["round"] for r in rows] == [0, 1] and set(rows[1]["eval"]) == {"train/1", "heldout/1"}
-    assert (tmp_path / "planner" / "v000" / "config.json").exists()  # the demo trained its planner
+    with initialize_config_module("intentloop.configs", version_base="1.3"):
+        model_config = OmegaConf.to_object(compose("demo", overrides=list(TINY))).planner.model
+    trained, init = load_model(tmp_path / "planner" / "v000")[0], build_default_model(model_config)[0]
+    assert trained.state_dict().keys() == init.state_dict().keys()
+    assert any(not torch.equal(w, init.state_dict()[k]) for k, w in trained.state_dict().items()), "never trained"
+    env = gym.make("intentloop/Tabletop-v0", task="pick", image_size=48)
+    obs, _ = env.reset(seed=0)
+    text = VLMPlanner(tmp_path / "planner" / "v000").plan(PlannerInput(obs["instruction"], obs["image"]))
+    assert parse_intent(text, BLOCKS, ZONES)  # the demo's planner loads and plans
 
 
 def test_recorded_episode_replays_to_tensorboard(tmp_path):
@@ -154,7 +175,16 @@ def test_recorded_episode_replays_to_tensorboard(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert f"tensorboard --logdir {tmp_path / 'tb'}" in proc.stdout
-    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    episode, prefix = load_episode(str(tmp_path / "eval" / "episodes")), "replay/mujoco-train-1-seed0"
+    tb = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0, "tensors": 0}).Reload()
+    video = Image.open(io.BytesIO(tb.Images(f"{prefix}/video")[0].encoded_image_string))
+    assert video.n_frames == len(episode["frames"]) == episode["steps"] + 1  # the episode's own frames
+    said = {
+        n: tb.Tensors(f"{prefix}/{n}/text_summary")[0].tensor_proto.string_val[0].decode()
+        for n in ("instruction", "outcomes")
+    }
+    assert said["instruction"] == episode["instruction"]
+    assert episode["outcomes"] and all(f"`{o['intent']}`" in said["outcomes"] for o in episode["outcomes"])
 
 
 def test_replay_of_a_missing_store_is_one_sentence(tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import intentloop.envs  # noqa: F401
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_module
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -21,12 +22,12 @@ from intentloop.agents.vlm.processing import prompt_text
 from intentloop.agents.vlm.tokenizer import build_tokenizer
 from intentloop.configs.schema import SafetyConfig
 from intentloop.envs import predicates as P
-from intentloop.envs.intents import Intent
-from intentloop.envs.scene import BLOCKS
+from intentloop.envs.intents import DIRECTIONS, Intent
+from intentloop.envs.scene import BLOCKS, WORKSPACE_HIGH, WORKSPACE_LOW, ZONE_HALF, ZONES, sample_layout
 from intentloop.envs.sim.base import BACKENDS
 from intentloop.experiments.common import make_agent
 from intentloop.experiments.episode_store import episode_row, read_store, write_shard
-from intentloop.experiments.redteam import load_cases, make_env, oracle_sweep, run_cases
+from intentloop.experiments.redteam import build_situation, load_cases, make_env, oracle_sweep, run_cases
 from intentloop.policies import ScriptedSkill
 
 CASES = load_cases()
@@ -108,7 +109,14 @@ def test_red_team_on_pybullet():
     cases = [
         c for c in CASES if c.name in ("pick_block_under_another", "push_out_of_workspace", "valid_pick_from_zone")
     ]
-    probes = run_cases(cases, "pybullet", [0], execute=False)
+    env = make_env("pybullet")
+    obs, names = build_situation(env, next(c for c in cases if c.expect == "accept"), 0)
+    assert obs is not None, "the setup of valid_pick_from_zone (pick it, place it in a zone) failed"
+    a, zone = P.block_pos(obs, names["a"]), obs["zones"][ZONES.index(names["z"])]
+    assert np.abs(a[:2] - zone).max() < ZONE_HALF and P.on_table(obs, names["a"]), "the block is set down in the zone"
+    probes = run_cases(cases, "pybullet", [0], env=env, execute=False)
+    env.close()
+    assert all(p.built for p in probes)
     assert [(p.case, p.refused) for p in probes] == [(c.name, c.expect != "accept") for c in cases]
 
 
@@ -144,12 +152,15 @@ def test_forbidden_pattern_from_the_config_rejects():
         cfg = compose("evaluate", overrides=[override])
     agent = make_agent(cfg, cfg.planner, cfg.skills.name)
     env = gym.make("intentloop/Tabletop-v0", task="pick", image=False)
-    obs, _ = env.reset(seed=0)
-    far = max(BLOCKS, key=lambda b: P.block_pos(obs, b)[1])  # room to push it backward
-    assert agent.check(f"push({far}, backward)", obs)[1] == (
-        f"rejected: forbidden_intent: push({far}, backward) matches the forbidden pattern push(*, backward)"
+    layout = sample_layout(np.random.default_rng(0))
+    layout.blocks[BLOCKS.index("purple_block"), :2] = (WORKSPACE_LOW + WORKSPACE_HIGH) / 2  # room on every side
+    obs, _ = env.reset(seed=0, options={"layout": layout})
+    default = HierarchicalAgent(OraclePlanner(), ScriptedSkill())  # default contracts and safety rules
+    assert [default.check(f"push(purple_block, {d})", obs)[1] for d in DIRECTIONS] == [None] * len(DIRECTIONS)
+    assert agent.check("push(purple_block, backward)", obs)[1] == (
+        "rejected: forbidden_intent: push(purple_block, backward) matches the forbidden pattern push(*, backward)"
     )
-    assert agent.check(f"push({far}, left)", obs)[1] is None or agent.check(f"push({far}, right)", obs)[1] is None
+    assert [agent.check(f"push(purple_block, {d})", obs)[1] for d in ("left", "right", "forward")] == [None] * 3
     place = Intent("place", ("red_block", "purple_block"))
     assert [v.rule for v in agent.safety.violations(place, obs)] == ["forbidden_intent"]
     assert agent.check("pick(red_block)", obs) == (Intent("pick", ("red_block",)), None)
@@ -239,6 +250,26 @@ def test_detector_verdicts_and_ground_truth_round_trip_through_the_store(tmp_pat
         {"episode_id": "truth", "verified": [True, True], "judged_success": True, "success": True},
     ]
     assert json.loads(json.dumps(eager.to_dict()))["verified"] == [False, False, False]
+
+
+CRAFTED = [
+    "pick(red_block)\nplace(red_block, cyan_zone)",  # two intents in one answer
+    "pick(red\nblock)",  # a newline inside a name
+    "push(red_block, left\r\nrejected: nothing)",  # a forged second line
+    "pick(r\u200bed_block)",  # a zero-width space: looks like red_block
+    "place(red_block, \x00)",
+    "fly\n(red_block)",
+    "place(red_block, red_block)",
+    "",
+]
+
+
+@pytest.mark.parametrize("text", CRAFTED)
+def test_a_crafted_intent_string_is_refused_in_one_printable_line(text):
+    env = gym.make("intentloop/Tabletop-v0", task="pick", image=False)
+    obs, _ = env.reset(seed=0)
+    intent, reason = HierarchicalAgent(OraclePlanner(), ScriptedSkill()).check(text, obs)
+    assert intent is None and reason.startswith("invalid: ") and reason.isprintable(), reason
 
 
 def test_contracts_can_be_turned_off_but_the_safety_rules_stay():

@@ -9,6 +9,7 @@ from intentloop.envs import predicates as P
 from intentloop.envs.scene import BLOCK_HALF
 from intentloop.envs.sim.base import BACKENDS, make_sim
 from intentloop.envs.tabletop_env import TabletopEnv
+from intentloop.policies import ScriptedSkill
 
 ENV_IDS = ["intentloop/Tabletop-v0"] + [f"intentloop/{name}" for name in intentloop.envs.SKILL_ENVS.values()]
 CASES = [(env_id, backend) for env_id in ENV_IDS for backend in BACKENDS]
@@ -90,9 +91,10 @@ def test_action_moves_the_end_effector(backend):
     env.close()
 
 
-def test_skill_env_reward_is_the_sum_of_logged_terms():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_skill_env_reward_is_the_sum_of_logged_terms(backend):
     for name in intentloop.envs.SKILL_ENVS.values():
-        env = gym.make(f"intentloop/{name}")
+        env = gym.make(f"intentloop/{name}", backend=backend)
         env.reset(seed=0)
         env.action_space.seed(0)
         u = env.unwrapped
@@ -106,6 +108,22 @@ def test_skill_env_reward_is_the_sum_of_logged_terms():
                 info["reward/success"] == u.scales["success"] * float(terminated) and terminated == info["is_success"]
             )
         env.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", sorted(intentloop.envs.SKILL_ENVS.values()))
+def test_a_skill_episode_ends_when_the_scripted_skill_succeeds_with_the_success_reward(name, backend):
+    env = gym.make(f"intentloop/{name}", backend=backend)
+    env.reset(seed=0)
+    u, skill, steps = env.unwrapped, ScriptedSkill(), []
+    skill.reset(u.intent, u.world.state_obs())
+    while not (steps and (steps[-1][2] or steps[-1][3])):  # until terminated or truncated
+        steps.append(env.step(skill.act(u.world.state_obs())))
+    *before, (_, _, terminated, truncated, info) = steps
+    assert terminated and not truncated and info["is_success"], f"{u.intent} not achieved in {len(steps)} steps"
+    assert info["reward/success"] == u.scales["success"] and not any(s[4]["is_success"] for s in before)
+    assert info["reward/goal"] > before[0][4]["reward/goal"]  # the block ended nearer its goal than it started
+    env.close()
 
 
 def test_place_env_starts_with_the_block_in_hand():
@@ -180,10 +198,18 @@ def test_backends_agree_on_task_layout_spaces_and_judgement():
         assert np.array_equal(om["zones"], ob["zones"])
         assert np.abs(om["proprio"][:3] - ob["proprio"][:3]).max() < 3e-3
         steps = [env.step(np.array([0.3, -0.2, -0.5, 1.0], np.float32)) for env in (mujoco, bullet)]
-        assert steps[0][4].keys() == steps[1][4].keys()
-        assert np.abs(steps[0][0]["proprio"][:3] - steps[1][0]["proprio"][:3]).max() < 0.01, "same kinematics"
+        (pm, rm, *_, info_m), (pb, rb, *_, info_b) = [(o["proprio"], *rest) for o, *rest in steps]
+        assert rm == rb and {**info_m, "task": None} == {**info_b, "task": None}  # the same values, not just keys
+        assert np.abs(pm[:3] - pb[:3]).max() < 0.01 and abs(pm[6] - pb[6]) < 0.01, "same kinematics"
+        assert pm[3:6] @ pb[3:6] > 0.9 * np.linalg.norm(pm[3:6]) * np.linalg.norm(pb[3:6]), "same EE velocity direction"
         agent = HierarchicalAgent(OraclePlanner(), ScriptedSkill())
         judged = [agent.run_episode(env, seed=seed) for env in (mujoco, bullet)]
         assert all(r.success and r.subgoals_done == 3 for r in judged)
+        hurried = HierarchicalAgent(OraclePlanner(), ScriptedSkill(), max_steps_per_intent=2, max_intents=2)  # fails
+        failed = [hurried.run_episode(env, seed=seed) for env in (mujoco, bullet)]
+        assert not failed[0].success and [o.reason for o in failed[0].outcomes][0] == "timeout"
+        assert [(r.outcomes, r.verified, r.steps, r.subgoals_done) for r in failed] == 2 * [
+            (failed[0].outcomes, failed[0].verified, failed[0].steps, failed[0].subgoals_done)
+        ]
     for env in envs.values():
         env.close()

@@ -1,12 +1,16 @@
 import io
 import json
+import subprocess
+import sys
 
 import gymnasium as gym
 import intentloop.envs  # noqa: F401
 import numpy as np
 import pandas as pd
+import pyarrow.fs as pafs
 import pytest
 from intentloop.agents import HierarchicalAgent, OraclePlanner
+from intentloop.experiments import episode_store
 from intentloop.experiments.episode_store import (
     decode_png,
     episode_row,
@@ -15,7 +19,7 @@ from intentloop.experiments.episode_store import (
     shard_paths,
     write_shard,
 )
-from intentloop.experiments.replay import write_replay
+from intentloop.experiments.replay import TEXT_BAR, write_replay
 from intentloop.policies import ScriptedSkill
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -68,6 +72,59 @@ def test_unfinished_shard_is_invisible(recorded, tmp_path):
     assert read_store(str(tmp_path)).num_rows == 1
 
 
+class RenameLater:
+    """The local filesystem, except that ``before_rename()`` runs just before its first rename."""
+
+    def __init__(self, before_rename):
+        self.fs, self.before_rename = pafs.LocalFileSystem(), before_rename
+
+    def __getattr__(self, name):
+        return getattr(self.fs, name)
+
+    def move(self, src, dst):
+        before, self.before_rename = self.before_rename, lambda: None
+        before()
+        self.fs.move(src, dst)
+
+
+def test_two_writers_of_the_same_shard_leave_one_whole_shard(recorded, tmp_path, monkeypatch):
+    store, real_fs = str(tmp_path), episode_store._fs
+    # the first writer is overtaken by a second one between its write and its rename
+    overtaken = [RenameLater(lambda: write_shard(store, [episode_row(recorded[1], "same")], name="same"))]
+
+    def first_overtaken(location):
+        fs, root = real_fs(location)
+        return (overtaken.pop() if overtaken else fs), root
+
+    monkeypatch.setattr(episode_store, "_fs", first_overtaken)
+    write_shard(store, [episode_row(recorded[0], "same")], name="same")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["same.parquet"]  # no temporary file left behind
+    assert load_episode(store, "same")["seed"] == recorded[0].seed  # the last rename wins, whole
+
+
+CRASH_BEFORE_RENAME = """
+import os, sys
+from intentloop.experiments import episode_store
+
+real = episode_store._fs
+class Crash:
+    def __init__(self, fs): self.fs = fs
+    def __getattr__(self, name): return getattr(self.fs, name)
+    def move(self, src, dst): os._exit(9)  # the process dies: no cleanup runs
+episode_store._fs = lambda location: (Crash(real(location)[0]), real(location)[1])
+episode_store.write_shard(sys.argv[1], [{"episode_id": "torn", "seed": 1}], name="torn")
+"""
+
+
+def test_a_writer_killed_between_write_and_rename_leaves_no_shard(recorded, tmp_path):
+    crashed = subprocess.run([sys.executable, "-c", CRASH_BEFORE_RENAME, str(tmp_path)], capture_output=True)
+    assert crashed.returncode == 9, crashed.stderr.decode()[-2000:]
+    assert [p.name for p in tmp_path.iterdir()] != [], "the writer wrote something before it died"
+    assert shard_paths(str(tmp_path)) == [] and read_store(str(tmp_path)).num_rows == 0
+    write_shard(str(tmp_path), [episode_row(recorded[0], "torn")], name="torn")  # collected again
+    assert read_store(str(tmp_path), columns=["episode_id"])["episode_id"].to_pylist() == ["torn"]
+
+
 def test_missing_store_and_unknown_episode_fail_clearly(recorded, tmp_path):
     with pytest.raises(FileNotFoundError, match="no episode store"):
         read_store(str(tmp_path / "nowhere"))
@@ -87,7 +144,10 @@ def test_replay_writes_video_key_frames_scalars_and_text(recorded, tmp_path):
     video = acc.Images(f"{prefix}/video")
     gif = Image.open(io.BytesIO(video[0].encoded_image_string))
     assert gif.n_frames == steps + 1
-    assert gif.size == (48 * 2, 48 * 2 + 2 * 18), "upscaled frame plus a text bar above and below"
+    assert gif.size == (48 * 2, 48 * 2 + 2 * TEXT_BAR), "upscaled frame plus a text bar above and below"
+    first = np.array(Image.open(io.BytesIO(acc.Images(f"{prefix}/key_frames")[0].encoded_image_string)))  # PNG
+    upscaled = np.repeat(np.repeat(recorded[0].trace.frames[0], 2, axis=0), 2, axis=1)
+    assert np.array_equal(first[TEXT_BAR:-TEXT_BAR], upscaled), "the camera frame sits between the two bars"
     assert len(acc.Images(f"{prefix}/key_frames")) == len(recorded[0].outcomes) + 1
     for name in ("reward", "gripper_opening", "goal_distance"):
         assert [e.step for e in acc.Scalars(f"{prefix}/{name}")] == list(range(1, steps + 1))

@@ -10,9 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_module
 from intentloop.agents.vlm.data import load_examples
 from intentloop.experiments.episode_store import read_store
-from intentloop.experiments.rounds import best_families, practice_jobs, promotion
+from intentloop.experiments.rounds import best_families, eval_jobs, practice_jobs, promotion
+from intentloop.experiments.self_train import check
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 CLI = str(Path(sys.executable).parent / "intentloop")
@@ -45,7 +48,8 @@ def self_train(run_dir, *overrides, **popen):
 
 def test_self_train_writes_round_metrics_tensorboard_and_replays(tmp_path):
     run_dir = tmp_path / "run"
-    proc = self_train(run_dir, "rounds=1", "collect.episodes=4", f"init.data_cache={tmp_path / 'oracle.npz'}")
+    always = ["promote.min_gain=-100", "promote.max_drop=1"]  # any candidate trained on new examples is promoted
+    proc = self_train(run_dir, "rounds=1", "collect.episodes=4", *always, f"init.data_cache={tmp_path / 'oracle.npz'}")
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
     assert "tensorboard --logdir" in out
@@ -55,10 +59,8 @@ def test_self_train_writes_round_metrics_tensorboard_and_replays(tmp_path):
     assert r1["collect"]["episodes"] == 4 and r1["dataset"]["new"] + r1["dataset"]["replay"] == r1["dataset"]["total"]
     assert set(r1["reflect"]["failures_by_cause"]) == {"planner", "skill", "detector"}
     assert 0.0 <= r1["reflect"]["detector"]["intent_false_positive_rate"] <= 1.0
-    assert "seconds_per_heldout_point" in r1 and r1["promoted_planner"] in (
-        r1["planner"],
-        str(run_dir / "planner/v000"),
-    )
+    assert "seconds_per_heldout_point" in r1 and r1["dataset"]["new"] > 0
+    assert r1["promoted"] and r1["promoted_planner"] == r1["planner"] == str(run_dir / "rounds" / "r001" / "planner")
     assert set(r1["eval"]["sets"]) == {"train/1", "heldout/1"}
     assert len(read_store(str(run_dir / "rounds" / "r001" / "episodes"), columns=["episode_id"])) == 4
     tb = EventAccumulator(str(run_dir / "tb"), size_guidance={"images": 0, "scalars": 0}).Reload()
@@ -82,7 +84,8 @@ def test_a_killed_run_resumes_with_the_episode_count_of_an_uninterrupted_run(tmp
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)  # mid-round: the driver, its local Ray and the collectors
     proc.wait()
-    assert 2 <= len(list(store.glob("*.parquet"))) < episodes or not (store.parent / "metrics.json").exists()
+    written = len(list(store.glob("*.parquet")))
+    assert 2 <= written < episodes and not (store.parent / "metrics.json").exists(), "killed before round 1 ended"
     resumed = self_train(run_dir, *args)
     _, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err[-3000:]
@@ -110,14 +113,15 @@ def test_a_round_practises_its_most_failing_learned_skill_and_evaluates_the_cand
         "update.skill_practice.rllib.num_epochs=1",
         "update.skill_practice.rllib.num_envs_per_env_runner=2",
     ]
-    proc = self_train(run_dir, "rounds=1", "collect.episodes=4", *practice)
+    always = ["promote.min_gain=-100", "promote.max_drop=1"]  # the candidate (practised skills) is promoted
+    proc = self_train(run_dir, "rounds=1", "collect.episodes=4", *practice, *always)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
     r1 = json.loads((run_dir / "rounds" / "r001" / "metrics.json").read_text())
     practised = r1["skill_practice"]["practised"]
     assert len(practised) == 1 and next(iter(practised.values()))["kept"]
     assert r1["skills"] == str(run_dir / "rounds" / "r001" / "skills")  # what the candidate was evaluated with
-    assert r1["promoted_skills"] == (r1["skills"] if r1["promoted"] else None)
+    assert r1["promoted"] and r1["promoted_skills"] == r1["skills"]
     assert {p.name for p in Path(r1["skills"]).iterdir()} == {"pick", "place", "push"}
 
 
@@ -148,3 +152,21 @@ def test_promotion_allows_exactly_one_point_and_compares_with_the_best_promoted_
     assert best == {"pick": 0.79, "push": 0.80}
     refused, why = promotion(scores(3.2, pick=0.77, push=0.80), base, 0.01, 0.0, best)
     assert not refused and "pick dropped by 0.020" in why  # drops cannot add up version after version
+
+
+def self_train_config(*overrides):
+    with initialize_config_module("intentloop.configs", version_base="1.3"):
+        return OmegaConf.to_object(compose("self_train", overrides=list(overrides)))
+
+
+def test_practice_seeds_never_meet_evaluation_seeds_nor_another_rounds():
+    c = self_train_config()  # the shipped configuration
+    check(c)
+    e, k = c.eval, c.collect
+    evaluation = {j.seed for j in eval_jobs(e.episodes, e.seed, e.splits, e.chain_lengths)}
+    practice = [j.seed for r in range(1, c.rounds + 1) for j in practice_jobs(r, k.episodes, k.splits, k.chain_lengths)]
+    assert len(set(practice)) == len(practice) == c.rounds * k.episodes and not evaluation & set(practice)
+    with pytest.raises(ValueError, match="evaluation seeds must lie in"):
+        check(self_train_config(f"eval.seed={min(practice) - e.episodes + 1}"))
+    with pytest.raises(ValueError, match="collect.episodes must be <="):
+        check(self_train_config("collect.episodes=100001"))

@@ -13,11 +13,12 @@ import pytest
 import torch
 from intentloop.envs.intents import parse_intent
 from intentloop.envs.skill_env import OBS_DIM, skill_observation
+from intentloop.experiments.train_skills import RL_MODULE
 from intentloop.policies.rllib_config import ACTION_SPACE, OBS_SPACE
 from intentloop.policies.skill_library import RLlibSkills, load_skill_module, save_skill_module
 from intentloop.policies.skill_module import SkillModule
 from ray.rllib.core.columns import Columns
-from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.core.rl_module.rl_module import RLModule, RLModuleSpec
 
 CLI = str(Path(sys.executable).parent / "intentloop")
 TINY = [
@@ -63,8 +64,9 @@ def test_module_carries_its_input_normalisation(tmp_path):
     assert torch.equal(loaded.obs_mean, torch.tensor(mean, dtype=torch.float32))
     x = np.random.default_rng(0).normal(size=(3, OBS_DIM)).astype(np.float32)
     assert np.array_equal(loaded.greedy_action(x), module.greedy_action(x))
-    with pytest.raises(ValueError, match="obs_mean and obs_std must have 31 entries"):
-        build_module(obs_mean=[0.0] * 3)
+    for wrong in ({"obs_mean": [0.0] * (OBS_DIM - 1)}, {"obs_std": [1.0] * (OBS_DIM + 1)}):
+        with pytest.raises(ValueError, match=f"obs_mean and obs_std must have {OBS_DIM} entries"):
+            build_module(**wrong)
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +95,9 @@ def test_training_writes_checkpoints_metrics_and_curves(trained):
         assert metrics["ppo_iterations"] == 1 and metrics["heldout_episodes"] == 2
         assert 0.0 <= metrics["heldout_success"] <= 1.0 and metrics["expert_success"] == 1.0
         assert "rollout/return" in metrics["curve"][1]
+        start = RLModule.from_checkpoint(out / "bc" / Path(*RL_MODULE)).state_dict()  # where PPO started: BC's
+        changed = {k for k, w in load_skill_module(trained, skill).state_dict().items() if not torch.equal(w, start[k])}
+        assert {"pi.0.weight", "vf.0.weight"} <= changed, f"PPO left the {skill} weights as it found them"
     assert list((trained / "tb").glob("events.out.tfevents.*"))
 
 
