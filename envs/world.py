@@ -53,8 +53,13 @@ class TabletopWorld:
         self.sim.step(self.ctrl, self.frame_skip)
 
     def grasp(self, block: str, lift: float = 0.1, steps: int = 8) -> None:
-        """Set-up for skills that start with a block in hand: close the gripper on it and lift it."""
-        pos = self.sim.blocks()[S.BLOCKS.index(block), :3]
+        """Set-up for skills that start with a block in hand: close the gripper on it and lift it. The hand
+        first rises to ``lift`` where it is: from a low (random) start, going straight over could sweep the block
+        (or another) away before the fingers reach it."""
+        pos, ee = self.sim.blocks()[S.BLOCKS.index(block), :3], self.sim.proprio()[:3]
+        if ee[2] < lift:
+            self.ctrl = np.array([ee[0], ee[1], lift, S.FINGER_OPEN])
+            self.sim.step(self.ctrl, steps * self.frame_skip)
         for z, q in ((pos[2] + 0.04, S.FINGER_OPEN), (pos[2], S.FINGER_OPEN), (pos[2], S.FINGER_CLOSED)):
             self.ctrl = np.array([pos[0], pos[1], z, q])
             self.sim.step(self.ctrl, steps * self.frame_skip)

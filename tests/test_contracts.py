@@ -80,58 +80,59 @@ def env():
 
 
 @pytest.mark.parametrize("rule", [r for r in (*CONTRACT_RULES, *SAFETY_RULES) if r != "place_distinct"])
-def test_each_rule_rejects_its_red_team_situation_by_name(env, rule):
+def test_each_rule_rejects_its_red_team_situation_by_name(env, rule, test_seed):
     cases = [c for c in CASES if c.expect == rule]
     assert cases, f"the red-team set has no case for {rule}"
-    for probe in run_cases(cases, "mujoco", [1], env=env, execute=False):
+    for probe in run_cases(cases, "mujoco", [1 + test_seed], env=env, execute=False):
         assert probe.built and probe.refused, probe
         assert probe.reason.startswith(f"rejected: {rule}: "), probe.reason
 
 
-def test_a_block_is_never_placed_on_itself():
+def test_a_block_is_never_placed_on_itself(test_seed):
     env = gym.make("intentloop/Tabletop-v0", task="pick", image=False)
-    obs, _ = env.reset(seed=0)
+    obs, _ = env.reset(seed=test_seed)
     assert [v.rule for v in check_contract(Intent("place", ("red_block", "red_block")), obs)] == [
         "place_in_hand",
         "place_distinct",
     ]
 
 
-def test_red_team_subset_is_fully_rejected_and_valid_intents_pass(env):
-    probes = run_cases(CASES, "mujoco", [2], env=env)
+def test_red_team_subset_is_fully_rejected_and_valid_intents_pass(env, test_seed):
+    probes = run_cases(CASES, "mujoco", [2 + test_seed], env=env)
     assert all(p.built for p in probes)
     assert [p.case for p in probes if p.valid == p.refused] == [], "refused valid or passed unsafe intents"
     assert all(p.expect in p.rules for p in probes if not p.valid)
     assert all(p.achieved for p in probes if p.valid), "a valid probe that the skill cannot do is no valid probe"
 
 
-def test_red_team_on_pybullet():
+def test_red_team_on_pybullet(test_seed):
     cases = [
         c for c in CASES if c.name in ("pick_block_under_another", "push_out_of_workspace", "valid_pick_from_zone")
     ]
     env = make_env("pybullet")
-    obs, names = build_situation(env, next(c for c in cases if c.expect == "accept"), 0)
+    obs, names = build_situation(env, next(c for c in cases if c.expect == "accept"), test_seed)
     assert obs is not None, "the setup of valid_pick_from_zone (pick it, place it in a zone) failed"
     a, zone = P.block_pos(obs, names["a"]), obs["zones"][ZONES.index(names["z"])]
     assert np.abs(a[:2] - zone).max() < ZONE_HALF and P.on_table(obs, names["a"]), "the block is set down in the zone"
-    probes = run_cases(cases, "pybullet", [0], env=env, execute=False)
+    probes = run_cases(cases, "pybullet", [test_seed], env=env, execute=False)
     env.close()
     assert all(p.built for p in probes)
     assert [(p.case, p.refused) for p in probes] == [(c.name, c.expect != "accept") for c in cases]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_oracle_intents_are_never_rejected(backend):
-    sweep = oracle_sweep(backend, episodes=1 if backend == "pybullet" else 2, chain_lengths=(1, 3, 5))
+def test_oracle_intents_are_never_rejected(backend, test_seed):
+    episodes = 1 if backend == "pybullet" else 2
+    sweep = oracle_sweep(backend, episodes=episodes, chain_lengths=(1, 3, 5), seed=episodes * test_seed)
     assert sweep["intents"] >= 3 * sweep["episodes"] and sweep["refused"] == 0, sweep["refusals"]
 
 
-def test_rejected_intent_is_never_executed_and_is_fed_back(env):
+def test_rejected_intent_is_never_executed_and_is_fed_back(env, test_seed):
     env = StepCounter(gym.make("intentloop/Tabletop-v0", task="put", image=False))
-    _, info = env.reset(seed=0)
+    _, info = env.reset(seed=test_seed)
     block, zone = info["task"].intents[1].args
     planner, env.steps = ScriptPlanner([f"place({block}, {zone})", f"pick({block})"]), 0
-    result = HierarchicalAgent(planner, ScriptedSkill(), record=True).run_episode(env, seed=0)
+    result = HierarchicalAgent(planner, ScriptedSkill(), record=True).run_episode(env, seed=test_seed)
     rejected, picked = result.outcomes
     assert rejected.reason == f"rejected: place_in_hand: {block} is not in the gripper" and rejected.steps == 0
     assert picked.success and env.steps == picked.steps == result.steps == len(result.trace.actions)
@@ -145,16 +146,16 @@ def test_rejected_intent_is_never_executed_and_is_fed_back(env):
     json.dumps(result.to_dict())
 
 
-def test_forbidden_pattern_from_the_config_rejects():
+def test_forbidden_pattern_from_the_config_rejects(test_seed):
     override = quote_override("agent.safety.forbidden=[push(*, backward), place(*, purple_block)]")
     assert OverridesParser.create().parse_override(override).value() == ["push(*, backward)", "place(*, purple_block)"]
     with initialize_config_module("intentloop.configs", version_base="1.3"):
         cfg = compose("evaluate", overrides=[override])
     agent = make_agent(cfg, cfg.planner, cfg.skills.name)
     env = gym.make("intentloop/Tabletop-v0", task="pick", image=False)
-    layout = sample_layout(np.random.default_rng(0))
+    layout = sample_layout(np.random.default_rng(test_seed))
     layout.blocks[BLOCKS.index("purple_block"), :2] = (WORKSPACE_LOW + WORKSPACE_HIGH) / 2  # room on every side
-    obs, _ = env.reset(seed=0, options={"layout": layout})
+    obs, _ = env.reset(seed=test_seed, options={"layout": layout})
     default = HierarchicalAgent(OraclePlanner(), ScriptedSkill())  # default contracts and safety rules
     assert [default.check(f"push(purple_block, {d})", obs)[1] for d in DIRECTIONS] == [None] * len(DIRECTIONS)
     assert agent.check("push(purple_block, backward)", obs)[1] == (
@@ -229,18 +230,20 @@ def test_patterns_match_skills_and_arguments():
     assert not forbidden("done()")
 
 
-def test_detector_verdicts_and_ground_truth_round_trip_through_the_store(tmp_path):
+def test_detector_verdicts_and_ground_truth_round_trip_through_the_store(tmp_path, test_seed):
     env = gym.make("intentloop/Tabletop-v0", task="put", image=False, image_size=32)
-    _, info = env.reset(seed=1)
+    _, info = env.reset(seed=1 + test_seed)
     pick, place = info["task"].intents
     planner = ScriptPlanner([str(place), str(pick), str(place)])
     assert isinstance(EagerDetector(), Detector) and isinstance(PredicateDetector(), Detector)
-    eager = HierarchicalAgent(planner, ScriptedSkill(), record=True, detector=EagerDetector()).run_episode(env, seed=1)
+    eager = HierarchicalAgent(planner, ScriptedSkill(), record=True, detector=EagerDetector()).run_episode(
+        env, seed=1 + test_seed
+    )
     # the eager detector stops the pick after one step, so the place after it breaks its contract
     assert [o.success for o in eager.outcomes] == [False, True, False] and eager.verified == [False, False, False]
     assert [o.reason.split(":")[0] for o in eager.outcomes] == ["rejected", "achieved", "rejected"]
     assert eager.judged_success and not eager.success
-    truth = HierarchicalAgent(OraclePlanner(), ScriptedSkill(), record=True).run_episode(env, seed=1)
+    truth = HierarchicalAgent(OraclePlanner(), ScriptedSkill(), record=True).run_episode(env, seed=1 + test_seed)
     assert truth.verified == [o.success for o in truth.outcomes] == [True, True]
     assert truth.judged_success == truth.success is True
     write_shard(str(tmp_path), [episode_row(eager, "eager"), episode_row(truth, "truth")])

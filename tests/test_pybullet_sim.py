@@ -13,9 +13,9 @@ from intentloop.policies import ScriptedSkill
 
 
 @pytest.fixture
-def sim():
+def sim(test_seed):
     s = BulletSim()
-    s.reset(sample_layout(np.random.default_rng(0)), EE_HOME, FINGER_OPEN)
+    s.reset(sample_layout(np.random.default_rng(test_seed)), EE_HOME, FINGER_OPEN)
     yield s
     s.close()
 
@@ -81,9 +81,9 @@ def test_get_state_then_set_state_continues_exactly(sim):
     other.close()
 
 
-def test_two_worlds_in_one_process_are_independent(sim):
+def test_two_worlds_in_one_process_are_independent(sim, test_seed):
     other = BulletSim()
-    other.reset(sample_layout(np.random.default_rng(0)), EE_HOME, FINGER_OPEN)
+    other.reset(sample_layout(np.random.default_rng(test_seed)), EE_HOME, FINGER_OPEN)  # the scene of ``sim``
     before = snapshot(other)
     ctrls = [np.array([0.1, -0.1, 0.05, 0.0])] * 8
     moved = run(sim, ctrls)
@@ -92,9 +92,9 @@ def test_two_worlds_in_one_process_are_independent(sim):
     other.close()
 
 
-def test_blocks_report_unit_wxyz_quaternions(sim):
+def test_blocks_report_unit_wxyz_quaternions(sim, test_seed):
     yaws = np.array([0.2, -0.1, 0.0, 0.25])
-    layout = sample_layout(np.random.default_rng(1))
+    layout = sample_layout(np.random.default_rng(1 + test_seed))
     sim.reset(Layout(np.column_stack([layout.blocks[:, :2], yaws]), layout.zones), EE_HOME, FINGER_OPEN)
     quat = sim.blocks()[:, 3:7]
     assert np.allclose(quat, np.column_stack([np.cos(yaws / 2), 0 * yaws, 0 * yaws, np.sin(yaws / 2)]), atol=1e-6)
@@ -116,9 +116,9 @@ def test_render_is_an_rgb_image_of_the_scene(sim):
     assert image.shape == (48, 64, 3) and image.dtype == np.uint8 and image.std() > 10
 
 
-def test_scripted_oracle_solves_a_put_task():
+def test_scripted_oracle_solves_a_put_task(test_seed):
     env = gym.make("intentloop/Tabletop-v0", backend="pybullet", task="put", image=False)
-    result = HierarchicalAgent(OraclePlanner(), ScriptedSkill()).run_episode(env, seed=0)
+    result = HierarchicalAgent(OraclePlanner(), ScriptedSkill()).run_episode(env, seed=test_seed)
     assert result.success and result.n_subgoals == 2
     env.close()
 

@@ -63,11 +63,11 @@ def record(planner, skills=None, family="put", seed=0, split="train", **reset):
     return episode_row(result, f"ep-{seed}")
 
 
-def test_a_clean_success_gives_success_examples_with_the_images_the_planner_saw():
-    row = record(OraclePlanner())
+def test_a_clean_success_gives_success_examples_with_the_images_the_planner_saw(test_seed):
+    row = record(OraclePlanner(), seed=test_seed)
     j = judge(row)
     assert j.success and j.cause is None and not j.failures and j.achieved == [0, 1]
-    data = build_dataset([row], [j], TaskSuite(), np.random.default_rng(0))
+    data = build_dataset([row], [j], TaskSuite(), np.random.default_rng(test_seed))
     assert [e.target for e in data.planner] == [o["intent"] for o in row["outcomes"]] + ["done()"]
     assert data.kinds == {SUCCESS: 3} and all(e.instruction == row["instruction"] for e in data.planner)
     first_place = row["outcomes"][0]["steps"]
@@ -78,41 +78,41 @@ def test_a_clean_success_gives_success_examples_with_the_images_the_planner_saw(
     ]
 
 
-def test_a_wrong_intent_is_the_planners_fault_and_the_oracle_correction_is_kept_on_the_train_split():
-    row = record(FirstSays("place(red_block, blue_zone)"))
+def test_a_wrong_intent_is_the_planners_fault_and_the_oracle_correction_is_kept_on_the_train_split(test_seed):
+    row = record(FirstSays("place(red_block, blue_zone)"), seed=test_seed)
     j = judge(row)
     first = j.failures[0]
     assert first.index == 0 and first.cause == PLANNER and first.correct.startswith("pick(")
-    data = build_dataset([row], [j], TaskSuite(), np.random.default_rng(0))
+    data = build_dataset([row], [j], TaskSuite(), np.random.default_rng(test_seed))
     corrections = [e for e in data.planner if e.target == first.correct and not e.history]
     assert data.kinds[CORRECTION] == 1 and len(corrections) >= 1
-    held = build_dataset([row], [j], TaskSuite(), np.random.default_rng(0), oracle_splits=())
+    held = build_dataset([row], [j], TaskSuite(), np.random.default_rng(test_seed), oracle_splits=())
     assert held.kinds[CORRECTION] == 0
 
 
-def test_a_needed_intent_not_achieved_is_the_skills_fault_and_is_routed_to_skill_data():
-    row = record(OraclePlanner(), LimpPick(), family="pick")
+def test_a_needed_intent_not_achieved_is_the_skills_fault_and_is_routed_to_skill_data(test_seed):
+    row = record(OraclePlanner(), LimpPick(), family="pick", seed=test_seed)
     j = judge(row)
     assert not j.success and j.cause == SKILL
-    data = build_dataset([row], [j], TaskSuite(), np.random.default_rng(0))
+    data = build_dataset([row], [j], TaskSuite(), np.random.default_rng(test_seed))
     assert data.skills and all(parse_intent(s["intent"]).skill == "pick" for s in data.skills)
     assert data.kinds[SUCCESS] == 0 and data.kinds[HINDSIGHT] == 0  # nothing was achieved
 
 
-def test_hindsight_relabels_what_a_failed_episode_did_achieve():
+def test_hindsight_relabels_what_a_failed_episode_did_achieve(test_seed):
     suite = TaskSuite()
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(3 + test_seed)
     layout, asked = suite.sample_episode(rng, "put")
     other = next(t for t in (suite.sample(rng, layout, "push") for _ in range(50)) if t.intents != asked.intents)
-    row = record(FirstSays(task=other), layout=layout, task=asked)
+    row = record(FirstSays(task=other), layout=layout, task=asked, seed=test_seed)
     j = judge(row)
     assert not j.success and j.cause == PLANNER
-    data = build_dataset([row], [j], suite, np.random.default_rng(0), oracle_splits=())
+    data = build_dataset([row], [j], suite, np.random.default_rng(test_seed), oracle_splits=())
     relabelled = [e for e in data.planner]
     assert data.kinds == {HINDSIGHT: 2}
     assert relabelled[0].target == str(other.intents[0]) and relabelled[1].target == "done()"
     assert relabelled[0].instruction != row["instruction"]
-    assert suite.describe(np.random.default_rng(0), other.intents).intents == other.intents
+    assert suite.describe(np.random.default_rng(test_seed), other.intents).intents == other.intents
 
 
 class StopsAfterFirst(FirstSays):
@@ -122,28 +122,28 @@ class StopsAfterFirst(FirstSays):
         return super().plan(inp) if not inp.history else "done()"
 
 
-def test_the_steps_of_a_failed_episode_that_advanced_its_task_keep_its_instruction():
-    row = record(StopsAfterFirst())
+def test_the_steps_of_a_failed_episode_that_advanced_its_task_keep_its_instruction(test_seed):
+    row = record(StopsAfterFirst(), seed=test_seed)
     j = judge(row)
     assert not j.success and j.advanced == [0]
-    data = build_dataset([row], [j], TaskSuite(), np.random.default_rng(0), oracle_splits=())
+    data = build_dataset([row], [j], TaskSuite(), np.random.default_rng(test_seed), oracle_splits=())
     assert data.kinds == {PROGRESS: 1, HINDSIGHT: 2}
     progress = [e for e in data.planner if e.instruction == row["instruction"]]
     assert len(progress) == 1 and progress[0].target == row["outcomes"][0]["intent"] and not progress[0].history
-    wrong = record(FirstSays("place(red_block, blue_zone)"))  # refused first, then the oracle: a success
-    assert judge(wrong).success and build_dataset([wrong], [judge(wrong)], TaskSuite(), np.random.default_rng(0),
-                                                  oracle_splits=()).kinds[PROGRESS] == 0  # fmt: skip
+    wrong = record(FirstSays("place(red_block, blue_zone)"), seed=test_seed)  # refused, then the oracle: a success
+    relabelled = build_dataset([wrong], [judge(wrong)], TaskSuite(), np.random.default_rng(test_seed), oracle_splits=())
+    assert judge(wrong).success and relabelled.kinds[PROGRESS] == 0
 
 
-def test_a_detector_that_disagrees_with_the_ground_truth_is_counted_as_a_false_positive():
-    row = record(OraclePlanner(), LimpPick(), family="pick")
+def test_a_detector_that_disagrees_with_the_ground_truth_is_counted_as_a_false_positive(test_seed):
+    row = record(OraclePlanner(), LimpPick(), family="pick", seed=test_seed)
     lying = copy.deepcopy(row)
     lying["verified"] = [o["success"] for o in row["outcomes"]]  # the ground truth: every pick failed
     lying["outcomes"][0]["success"] = True  # the detector believed the pick worked
     lying["judged_success"] = True
     j = judge(lying)
     assert {f.cause for f in j.failures} >= {DETECTOR, SKILL}
-    metrics = summarize_judgements([j, judge(record(OraclePlanner()))])
+    metrics = summarize_judgements([j, judge(record(OraclePlanner(), seed=test_seed))])
     negatives = len(row["outcomes"])  # every pick failed in truth; the detector passed the first one
     assert metrics["detector"]["intent_false_positive_rate"] == pytest.approx(1 / negatives)
     assert metrics["detector"]["intent_verdicts"]["tp"] == 2  # the clean episode's pick and place
@@ -151,12 +151,12 @@ def test_a_detector_that_disagrees_with_the_ground_truth_is_counted_as_a_false_p
     assert metrics["failures_by_cause"][DETECTOR] == 2 and metrics["failed_episodes_by_cause"][DETECTOR] == 1
 
 
-def test_duplicates_are_dropped_and_the_composition_cap_balances():
-    row = record(OraclePlanner())
+def test_duplicates_are_dropped_and_the_composition_cap_balances(test_seed):
+    row = record(OraclePlanner(), seed=test_seed)
     j = judge(row)
-    data = build_dataset([row, row], [j, j], TaskSuite(), np.random.default_rng(0))
+    data = build_dataset([row, row], [j, j], TaskSuite(), np.random.default_rng(test_seed))
     assert len(data.planner) == 3 and data.dropped["duplicate example"] == 3
-    capped = build_dataset([row], [j], TaskSuite(), np.random.default_rng(0), max_per_composition=0)
+    capped = build_dataset([row], [j], TaskSuite(), np.random.default_rng(test_seed), max_per_composition=0)
     assert not capped.planner and capped.dropped["over the per-composition cap"] == 3
 
 
@@ -167,14 +167,14 @@ def test_units_that_do_not_group_cannot_be_described():
         )
 
 
-def test_goal_episodes_are_judged_without_their_reference_plan_and_keep_the_users_words():
-    row = record(OraclePlanner(), family="correct", seed=0)
+def test_goal_episodes_are_judged_without_their_reference_plan_and_keep_the_users_words(test_seed):
+    row = record(OraclePlanner(), family="correct", seed=test_seed)
     said = row["feedback"][0]["text"]
     scrambled = copy.deepcopy(row)
     task = json.loads(scrambled["task"])
     task["intents"] = list(reversed(task["intents"]))  # a reference plan reflection must not read
     scrambled["task"] = json.dumps(task)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(test_seed)
     datasets = [build_dataset([r], [judge(r)], TaskSuite(), rng) for r in (row, scrambled)]
     assert [(e.target, e.history, e.feedback) for e in datasets[0].planner] == [
         (e.target, e.history, e.feedback) for e in datasets[1].planner

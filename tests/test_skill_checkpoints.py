@@ -21,7 +21,11 @@ from intentloop.policies.skill_module import SkillModule
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from safetensors.torch import load_file, save_file
 
-X = np.random.default_rng(0).normal(size=(16, OBS_DIM)).astype(np.float32)
+
+@pytest.fixture
+def X(test_seed) -> np.ndarray:
+    """16 random observations."""
+    return np.random.default_rng(test_seed).normal(size=(16, OBS_DIM)).astype(np.float32)
 
 
 def random_module(seed: int = 0) -> SkillModule:
@@ -78,8 +82,8 @@ def test_a_crafted_pickle_is_never_run_without_trust_pickle(tmp_path):
     assert marker.exists()
 
 
-def test_save_load_round_trip_gives_identical_greedy_actions(tmp_path):
-    module = random_module()
+def test_save_load_round_trip_gives_identical_greedy_actions(tmp_path, X, test_seed):
+    module = random_module(test_seed)
     save_skill_module(module, tmp_path / "pick" / "module")
     assert sorted(os.listdir(tmp_path / "pick" / "module")) == ["model.safetensors", "spec.json"]
     spec = json.loads((tmp_path / "pick" / "module" / "spec.json").read_text())
@@ -91,8 +95,8 @@ def test_save_load_round_trip_gives_identical_greedy_actions(tmp_path):
     assert torch.equal(loaded.obs_std, torch.full((OBS_DIM,), 2.0))
 
 
-def test_legacy_pickled_checkpoint_loads_only_with_trust_and_converts(tmp_path):
-    module = random_module()
+def test_legacy_pickled_checkpoint_loads_only_with_trust_and_converts(tmp_path, X, test_seed):
+    module = random_module(test_seed)
     for skill in ("pick", "place", "push"):
         module.save_to_path(str(tmp_path / skill / "module"))  # RLlib's own pickled checkpoint
     with pytest.raises(ValueError, match="python -m intentloop.policies.skill_library"):
@@ -144,7 +148,7 @@ def test_bad_safe_checkpoints_fail_with_one_sentence_naming_the_file(tmp_path, h
     assert str(tmp_path / "pick" / "module") in one_sentence(err)
 
 
-def test_shipped_skills_are_safetensors_and_json_only():
+def test_shipped_skills_are_safetensors_and_json_only(X):
     for backend in ("mujoco", "pybullet"):
         for skill in ("pick", "place", "push"):
             folder = PRETRAINED / backend / skill / "module"

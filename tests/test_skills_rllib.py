@@ -46,9 +46,9 @@ def build_module(**model):
     ).build()
 
 
-def test_module_shapes_without_ray():
+def test_module_shapes_without_ray(test_seed):
     module = build_module()
-    obs = torch.randn(5, OBS_DIM)
+    obs = torch.randn(5, OBS_DIM, generator=torch.Generator().manual_seed(test_seed))
     out = module.forward_train({Columns.OBS: obs})
     assert out[Columns.ACTION_DIST_INPUTS].shape == (5, 8)  # mean and log std of 4 action dimensions
     assert module.compute_values({Columns.OBS: obs}).shape == (5,)
@@ -56,13 +56,13 @@ def test_module_shapes_without_ray():
     assert actions.shape == (5, 4) and np.all(np.abs(actions) <= 1.0)
 
 
-def test_module_carries_its_input_normalisation(tmp_path):
+def test_module_carries_its_input_normalisation(tmp_path, test_seed):
     mean, std = list(np.arange(OBS_DIM, dtype=float)), [2.0] * OBS_DIM
     module = build_module(obs_mean=mean, obs_std=std)
     save_skill_module(module, tmp_path / "pick" / "module")
     loaded = load_skill_module(tmp_path, "pick")
     assert torch.equal(loaded.obs_mean, torch.tensor(mean, dtype=torch.float32))
-    x = np.random.default_rng(0).normal(size=(3, OBS_DIM)).astype(np.float32)
+    x = np.random.default_rng(test_seed).normal(size=(3, OBS_DIM)).astype(np.float32)
     assert np.array_equal(loaded.greedy_action(x), module.greedy_action(x))
     for wrong in ({"obs_mean": [0.0] * (OBS_DIM - 1)}, {"obs_std": [1.0] * (OBS_DIM + 1)}):
         with pytest.raises(ValueError, match=f"obs_mean and obs_std must have {OBS_DIM} entries"):
@@ -169,14 +169,17 @@ def test_missing_corrupt_and_incompatible_checkpoints_fail_clearly(trained, tmp_
 
 
 @pytest.mark.parametrize("backend", ["mujoco", "pybullet"])
-def test_shipped_skills_load_and_solve_a_put_task(backend):
+def test_shipped_skills_load_and_solve_a_put_task(backend, test_seed):
     from intentloop.agents import HierarchicalAgent, OraclePlanner
     from intentloop.policies import make_skills, pretrained_skills
 
     skills = make_skills("rllib", backend=backend)
     assert skills.path == pretrained_skills(backend) and set(skills.modules) == {"pick", "place", "push"}
     env = gym.make("intentloop/Tabletop-v0", backend=backend, task="put", image=False)
-    results = [HierarchicalAgent(OraclePlanner(), skills).run_episode(env, seed=s) for s in range(3)]
+    results = [
+        HierarchicalAgent(OraclePlanner(), skills).run_episode(env, seed=s)
+        for s in range(3 * test_seed, 3 * test_seed + 3)
+    ]
     env.close()
     assert sum(r.success for r in results) >= 2  # shipped skills: >= 0.96 per intent (docs/BENCHMARKS.md)
     with pytest.raises(ValueError, match="no shipped skills for backend 'isaac'"):

@@ -16,8 +16,8 @@ def test_heldout_split_is_deterministic_and_keeps_every_primitive_in_training():
 
 
 @pytest.mark.parametrize("length", range(1, MAX_CHAIN + 1))
-def test_train_tasks_use_only_train_compositions_and_heldout_tasks_contain_one(length):
-    rng = np.random.default_rng(length)
+def test_train_tasks_use_only_train_compositions_and_heldout_tasks_contain_one(length, test_seed):
+    rng = np.random.default_rng(length + 10 * test_seed)
     train, heldout = TaskSuite("train"), TaskSuite("heldout")
     for _ in range(10):
         _, task = train.sample_episode(rng, "chain", length)
@@ -27,8 +27,8 @@ def test_train_tasks_use_only_train_compositions_and_heldout_tasks_contain_one(l
         assert any(composition(i) in heldout.heldout for i in task.intents)
 
 
-def test_chains_are_feasible_sequences():
-    rng = np.random.default_rng(0)
+def test_chains_are_feasible_sequences(test_seed):
+    rng = np.random.default_rng(test_seed)
     suite = TaskSuite()
     for _ in range(50):
         _, task = suite.sample_episode(rng, "chain", 5)
@@ -48,21 +48,21 @@ def test_same_seed_same_task_and_instruction():
     assert t1 != t3
 
 
-def test_phrasing_split_gives_unseen_templates():
-    layout = sample_layout(np.random.default_rng(0))
+def test_phrasing_split_gives_unseen_templates(test_seed):
+    layout, seeds = sample_layout(np.random.default_rng(test_seed)), range(40 * test_seed, 40 * test_seed + 40)
     seen = {
         TaskSuite(phrasings="train").sample(np.random.default_rng(s), layout, "push").instruction.split()[0]
-        for s in range(40)
+        for s in seeds
     }
     unseen = {
         TaskSuite(phrasings="heldout").sample(np.random.default_rng(s), layout, "push").instruction.split()[0]
-        for s in range(40)
+        for s in seeds
     }
     assert unseen and not (seen & unseen)
 
 
-def test_task_round_trips_through_dict():
-    _, task = TaskSuite().sample_episode(np.random.default_rng(0), "chain", 3)
+def test_task_round_trips_through_dict(test_seed):
+    _, task = TaskSuite().sample_episode(np.random.default_rng(test_seed), "chain", 3)
     assert Task.from_dict(task.to_dict()) == task
 
 
@@ -84,7 +84,7 @@ def test_bad_family_and_length():
         TaskSuite("heldout").sample_episode(rng, "pick", max_layouts=2)
 
 
-def test_the_heldout_grammar_writes_words_training_never_sees_and_keeps_every_colour():
+def test_the_heldout_grammar_writes_words_training_never_sees_and_keeps_every_colour(test_seed):
     from intentloop.envs.language import RULES
     from intentloop.envs.tasks import vocabulary
 
@@ -94,7 +94,7 @@ def test_the_heldout_grammar_writes_words_training_never_sees_and_keeps_every_co
     for phrasings in ("train", "heldout"):
         suite = TaskSuite(phrasings=phrasings)
         texts[phrasings] = []
-        for s in range(60):
+        for s in range(60 * test_seed, 60 * test_seed + 60):
             _, task = suite.sample_episode(np.random.default_rng(s), "chain", 3)
             words = set(task.instruction.lower().replace(",", " ").replace(".", " ").split())
             colours = {i.obj.split("_")[0] for i in task.intents}
