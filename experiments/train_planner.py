@@ -4,11 +4,13 @@ How to run:          intentloop train-planner          (or: python -m intentloop
 Quick check:         ... data.episodes=[4,4] train.steps=4 train.eval_every=2 data.val_fraction=0.25
 Reuse the data:      ... data_cache=/tmp/planner_data.npz   (collected on the first run, read on the next ones)
 Fine-tune a model:   ... planner.model_path=<save_pretrained folder>
-Results to expect:   default data: 2200 chain episodes, 350 of each trained goal-level family and 3000 scene examples
-                     per scene-dependent family (~42k examples, ~9 minutes of collection). 5000 steps of batch 32
-                     (~31 CPU minutes on one thread) on the data without scene examples gave val/exact_match 0.79,
-                     5-intent train chains 0.58 / avg 3.7, goal-level families 0.23-0.87, and a planner that ignores
-                     the image (docs/BENCHMARKS.md). Chains only (data.families=[]): val/exact_match ~0.95.
+Results to expect:   default data: 2200 chain episodes, 350 of each trained goal-level family, 3000 scene examples
+                     per scene-dependent family and captions of the recorded images (79,435 examples, 37,238 of
+                     them captions, ~8 minutes of collection). 5000 steps of batch 32 (~33 CPU minutes on one
+                     thread) gave val/exact_match 0.65 and the first planner that uses the image (L1 goal families
+                     0.42, with the camera zeroed 0.14); fine-tuning on, 0.80 after 5000 more steps at
+                     lr 5e-4 and 0.82 after 3000 more at 3e-4 (planner v4 in docs/BENCHMARKS.md).
+                     Chains only (data.families=[] data.scene_examples=0 data.captions=0): val/exact_match ~0.95.
 
 Writes the trained planner (model + processor, ``save_pretrained``) to ``<run dir>/planner``, TensorBoard
 scalars to ``<run dir>/tb`` and ``metrics.json``; evaluate it with

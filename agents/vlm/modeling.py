@@ -95,9 +95,14 @@ def _cause(e: Exception, folder: Path) -> str:
     return (text[0].split(". ")[0] if text else type(e).__name__)[:160]
 
 
+# The planner the package ships (trained here; docs/BENCHMARKS.md "Planner v4"), loaded by the path "shipped".
+SHIPPED = Path(__file__).resolve().parent / "pretrained"
+
+
 def load_model(path: str | Path):
-    """Model and processor from a ``save_pretrained`` folder; a missing or corrupt one fails with one sentence."""
-    folder = Path(path).expanduser()
+    """Model and processor from a ``save_pretrained`` folder, or the shipped planner for ``"shipped"``; a missing
+    or corrupt one fails with one sentence."""
+    folder = SHIPPED if str(path) == "shipped" else Path(path).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"no planner checkpoint at {path}: the directory does not exist")
     if not (folder / "config.json").is_file():

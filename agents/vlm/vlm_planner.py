@@ -5,6 +5,7 @@ It reads only what a robot has: ``inp.instruction``, ``inp.image`` and ``inp.his
 
     planner = VLMPlanner()                                  # tiny default model, random weights
     planner = VLMPlanner(model_path="runs/.../planner")     # any local image-text-to-text checkpoint
+    planner = VLMPlanner(model_path="shipped")              # the trained planner the package ships
     planner.plan(PlannerInput(instruction, image, history)) # -> "place(red_block, blue_zone)"
 """
 
