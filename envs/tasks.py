@@ -84,6 +84,16 @@ _JOINS = {
 }
 
 
+def deciding_words() -> frozenset[str]:
+    """Every word that can decide an intent's argument or a goal: colours, the direction phrases and every word
+    of the goal-level templates (but the unit templates that `refer` shares with the chains), spatial
+    referents and corrections. The rest (the units' verbs and prepositions, joins, politeness) only says what
+    the instruction's structure says already: a direction makes a push, a zone a put, a block a stack."""
+    goals = {k: v for k, v in GOAL_TEMPLATES.items() if not k.startswith("refer_")}
+    texts = [t for group in (goals, REFERENTS, CORRECTIONS, _DIRECTION_WORDS) for t in sum(group.values(), ())]
+    return frozenset(re.findall(r"[a-z']+", " ".join(texts).lower())) | frozenset(language.COLOURS)
+
+
 def vocabulary() -> list[str]:
     """Every template, join, noun and direction phrase the suite writes instructions with (placeholders blanked)."""
     groups = (_TEMPLATES, _JOINS, GOAL_TEMPLATES, REFERENTS, CORRECTIONS, _DIRECTION_WORDS)

@@ -475,6 +475,58 @@ def test_argument_noise_swaps_only_the_first_argument_into_seen_compositions(tes
         assert torch.equal(given, labels)
 
 
+def test_argument_smoothing_spreads_only_over_the_choices_the_intent_grammar_leaves_open():
+    from intentloop.agents.vlm.data import Example
+    from intentloop.agents.vlm.training import intent_trie, make_batch, smoothed_loss
+
+    model, processor = build_default_model(TINY)
+    tok, image = processor.tokenizer, np.zeros((TINY.image_size, TINY.image_size, 3), np.uint8)
+    examples = [
+        Example(image, "Push the red block to the left.", (), "push(red_block, left)", 0),
+        Example(image, "Put the red block in the blue zone.", (), "place(red_block, blue_zone)", 0),
+        Example(image, "", (), "blue zone: red. orange zone: none.", 0, task="scene"),
+    ]
+    batch = make_batch(processor, examples, 12, trie=intent_trie(processor))
+    choices = batch.pop("choices")
+    open_at = {
+        r: [(tok.convert_ids_to_tokens(int(batch["labels"][r, t])), set(tok.convert_ids_to_tokens(
+            choices[r, t].nonzero().flatten().tolist()))) for t in range(choices.shape[1]) if choices[r, t].any()]
+        for r in range(3)
+    }  # fmt: skip
+    colours = {"red", "green", "yellow", "purple"}
+    assert open_at[0] == [("push(", {"pick(", "place(", "push(", "done()"}), ("red", colours),
+                          ("left", {"left", "right", "forward", "backward"})]  # fmt: skip
+    assert open_at[1][1] == ("red", colours)
+    assert open_at[1][2] == ("blue", {"green", "yellow", "purple", "blue", "orange", "cyan"})  # not red itself
+    assert open_at[2] == []  # captions are not intents: never smoothed
+    out = model(**batch)
+    assert torch.isclose(smoothed_loss(out.logits, batch["labels"], choices, 0.0), out.loss, atol=1e-5)
+
+
+def test_argument_smoothing_lifts_a_never_seen_argument_where_plain_cross_entropy_buries_it():
+    """One label position whose grammar allows four directions: the gold one, two other seen ones and a
+    held-out one with a low logit. Plain cross-entropy pushes the held-out logit further down; the smoothed
+    target pulls it up towards the same floor as every other non-gold choice."""
+    from intentloop.agents.vlm.training import smoothed_loss
+
+    vocab, allowed, gold, heldout = 10, [2, 3, 4, 5], 2, 5
+    labels = torch.tensor([[-100, gold]])
+    choices = torch.zeros((1, 2, vocab), dtype=torch.bool)
+    choices[0, 1, allowed] = True
+    grads = {}
+    for smoothing in (0.0, 0.2):
+        logits = torch.zeros((1, 2, vocab))
+        logits[0, 0, [gold, 3, 4]] = torch.tensor([6.0, 1.0, 1.0])
+        logits[0, 0, heldout] = -8.0
+        logits.requires_grad_(True)
+        smoothed_loss(logits, labels, choices, smoothing).backward()
+        grads[smoothing] = logits.grad[0, 0]
+    assert grads[0.0][heldout] > 0  # gradient descent lowers it
+    assert grads[0.2][heldout] < 0  # gradient descent raises it
+    assert grads[0.2][7] > 0  # a token outside the grammar's choices is never raised
+    assert grads[0.2][heldout] < grads[0.2][3]  # the buried choice is raised the most
+
+
 ARGUMENT_WORDS = ("left", "leftwards", "right", "rightwards", "forward", "backward", "away", "towards", "near", "far")
 
 
@@ -495,6 +547,26 @@ def test_garbled_instructions_keep_their_colours_and_words_and_differ_from_the_h
             w not in task.instruction for w in text.split()
         )
     assert changed >= 190, changed
+
+
+def test_garble_keeps_every_deciding_word_of_goal_tasks_and_replaces_verbs_that_decide_nothing(test_seed):
+    from intentloop.agents.vlm.training import EDITABLE, garble
+    from intentloop.envs.goal_tasks import GOAL_FAMILIES
+    from intentloop.envs.tasks import deciding_words
+
+    deciding = deciding_words() - EDITABLE  # nouns may be misspelt or made up: the colour decides the object
+    rng, suite, verbs = np.random.default_rng(test_seed), TaskSuite("train"), 0
+    assert {"clear", "except", "swap", "nearest", "left", "every", "two", "red"} <= deciding
+    assert not {"slide", "upon", "then"} & deciding_words()  # the structure says what these say
+    for i in range(300):
+        family = GOAL_FAMILIES[i % len(GOAL_FAMILIES)] if i % 2 else "chain"
+        _, task = suite.sample_episode(rng, family, chain_length=2)
+        text = garble(task.instruction, rng)
+        words = lambda t: [w for w in re.findall("[a-z']+", t.lower()) if w in deciding]  # noqa: E731
+        assert words(text) == words(task.instruction), (task.instruction, text)
+        replaced = set(re.findall("[a-z']+", task.instruction.lower())) - set(re.findall("[a-z']+", text.lower()))
+        verbs += bool(replaced) and not replaced & deciding and len(text.split()) == len(task.instruction.split())
+    assert verbs >= 10, verbs  # a quarter of the edits may hit a non-deciding word, when the text has one
 
 
 def test_patch_positions_start_apart_and_zero_keeps_clips_start(test_seed):

@@ -101,6 +101,9 @@ class TrainSettings:
     max_history: int = 12  # outcomes shown in the prompt, most recent last
     arg_noise: float = 0.0  # fraction of intents whose teacher-forced first argument is swapped (training._target)
     word_noise: float = 0.3  # fraction of instructions given an unseen word or a changed letter (training.garble)
+    # Label smoothing over the choices the intent grammar leaves open (skills, blocks, targets, directions):
+    # every argument keeps a floor whatever the block, so held-out compositions stay reachable (smoothed_loss).
+    arg_smoothing: float = 0.0
     log_every: int = 25  # steps between TensorBoard scalars
     eval_every: int = 250  # steps between validation passes
     max_minutes: float | None = None  # stop early after this much wall time
@@ -111,7 +114,7 @@ class TrainSettings:
         for name in ("steps", "batch_size", "log_every", "eval_every", "threads", "max_history"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1. Got {getattr(self, name)}.")
-        for name in ("arg_noise", "word_noise"):
+        for name in ("arg_noise", "word_noise", "arg_smoothing"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"`{name}` must be in [0, 1). Got {getattr(self, name)}.")
         if self.lr <= 0:
