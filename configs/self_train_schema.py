@@ -33,6 +33,7 @@ class SelfCollectConfig:
     episodes: int = 200  # per round
     splits: list[str] = field(default_factory=lambda: ["train", "heldout"])
     chain_lengths: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    families: list[str] = field(default_factory=list)  # goal-level families practised too (envs/goal_tasks.py)
     temperature: float = 0.7  # planner sampling (among valid intents only)
     epsilon: float = 0.1  # probability of a random valid alternative intent per planning call
     serve_planner: bool = True  # one batching planner actor shared by the collectors
@@ -75,6 +76,7 @@ class SelfEvalConfig:
     seed: int = 0
     splits: list[str] = field(default_factory=lambda: ["train", "heldout"])
     chain_lengths: list[int] = field(default_factory=lambda: [1, 5])
+    families: list[str] = field(default_factory=list)  # goal-level families, in every split (one set each)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from intentloop.envs.tasks import TEMPLATED_FAMILIES
 from intentloop.experiments.collect import EpisodeJob
 
 COLLECT_SEED = 10_000_000
@@ -32,39 +33,65 @@ def check_seeds(collect_episodes: int, eval_seed: int, eval_episodes: int) -> No
         )
 
 
-def practice_jobs(round_: int, episodes: int, splits: list[str], chain_lengths: list[int]) -> list[EpisodeJob]:
-    """Round ``round_``'s practice episodes, cycling through every (split, chain length), with fixed ids and seeds."""
-    combos = [(s, n) for n in chain_lengths for s in splits]
+def _combos(splits: list[str], chain_lengths: list[int], families: list[str]) -> list[tuple[str, str, int]]:
+    """(split, task, chain length): every chain length, then every goal-level family, in each split."""
+    return [(s, "chain", n) for n in chain_lengths for s in splits] + [(s, f, 1) for f in families for s in splits]
+
+
+def practice_jobs(
+    round_: int, episodes: int, splits: list[str], chain_lengths: list[int], families: list[str] = ()
+) -> list[EpisodeJob]:
+    """Round ``round_``'s practice episodes, cycling through every (split, chain length) and (split, goal-level
+    family), with fixed ids and seeds."""
+    combos = _combos(splits, chain_lengths, list(families))
     return [
-        EpisodeJob(f"r{round_:03d}-e{i:05d}", COLLECT_SEED + ROUND_SEEDS * round_ + i, *combos[i % len(combos)])
+        EpisodeJob(f"r{round_:03d}-e{i:05d}", COLLECT_SEED + ROUND_SEEDS * round_ + i, split, n, task=task)
         for i in range(episodes)
+        for split, task, n in [combos[i % len(combos)]]
     ]
 
 
-def eval_jobs(episodes: int, seed: int, splits: list[str], chain_lengths: list[int]) -> list[EpisodeJob]:
+def eval_jobs(
+    episodes: int, seed: int, splits: list[str], chain_lengths: list[int], families: list[str] = ()
+) -> list[EpisodeJob]:
     return [
-        EpisodeJob(f"eval-{split}-{n}-seed{s}", s, split, n)
-        for split in splits
-        for n in chain_lengths
+        EpisodeJob(f"eval-{split}-{n if task == 'chain' else task}-seed{s}", s, split, n, task=task)
+        for split, task, n in sorted(_combos(splits, chain_lengths, list(families)))
         for s in range(seed, seed + episodes)
     ]
 
 
+def _set_name(task: dict) -> str:
+    """A templated chain's set is its length (``heldout/5``), a goal-level task's its family (``heldout/clear``)."""
+    return str(len(task["intents"])) if task.get("family", "chain") in TEMPLATED_FAMILIES else task["family"]
+
+
+def _family(task: dict, name: str) -> str:
+    """The train family a result counts for: the skill of a 1-intent chain, ``chain<N>``, or the goal family."""
+    if not name.isdigit():
+        return name
+    return task["intents"][0].split("(")[0] if name == "1" else f"chain{name}"
+
+
 def scores(results: list[dict]) -> dict:
-    """Per evaluation set ``<split>/<chain length>``: success rate, average chain length and episode count;
-    per train-split family (the skill of a 1-intent task, ``chain<N>`` otherwise): success rate."""
+    """Per evaluation set ``<split>/<chain length>`` or ``<split>/<goal-level family>``: success rate, average
+    chain length (a goal-level task counts as one subgoal: its success) and episode count; per train-split
+    family (`_family`): success rate."""
     sets, families = defaultdict(list), defaultdict(list)
     for r in results:
-        split, n = r["task"]["split"], len(r["task"]["intents"])
-        sets[f"{split}/{n}"].append(r)
+        split, name = r["task"]["split"], _set_name(r["task"])
+        sets[f"{split}/{name}"].append(r)
         if split == "train":
-            family = r["task"]["intents"][0].split("(")[0] if n == 1 else f"chain{n}"
-            families[family].append(r["success"])
+            families[_family(r["task"], name)].append(r["success"])
+
+    def chain(r: dict, name: str) -> float:
+        return r["subgoals_done"] if name.split("/")[1].isdigit() else float(r["success"])
+
     return {
         "sets": {
             k: {
                 "success_rate": float(np.mean([r["success"] for r in v])),
-                "avg_chain_length": float(np.mean([r["subgoals_done"] for r in v])),
+                "avg_chain_length": float(np.mean([chain(r, k) for r in v])),
                 "episodes": len(v),
             }
             for k, v in sorted(sets.items())
@@ -74,7 +101,8 @@ def scores(results: list[dict]) -> dict:
 
 
 def heldout_score(s: dict) -> float:
-    """The held-out figure promotion looks at: average chain length over the held-out sets (longest first)."""
+    """The held-out figure promotion looks at: average chain length over the held-out sets (a goal-level set
+    counts as one subgoal: its success rate)."""
     held = [v for k, v in s["sets"].items() if k.startswith("heldout/")]
     if not held:
         raise ValueError("promotion needs held-out evaluation: add heldout to eval.splits")

@@ -48,6 +48,7 @@ from intentloop.agents.vlm.data import collect_examples, load_examples, save_exa
 from intentloop.agents.vlm.modeling import build_default_model, load_model
 from intentloop.agents.vlm.training import train_planner
 from intentloop.configs.self_train_schema import SelfTrainConfig
+from intentloop.envs.goal_tasks import GOAL_FAMILIES
 from intentloop.envs.tasks import TaskSuite
 from intentloop.experiments.collect import collect
 from intentloop.experiments.common import start_ray, user_errors
@@ -81,6 +82,12 @@ def check(c: SelfTrainConfig) -> None:
     if not c.env.image:
         raise ValueError("the VLM planner needs the camera: env.image must be true")
     check_seeds(c.collect.episodes, c.eval.seed, c.eval.episodes)
+    for where, families in (("collect", c.collect.families), ("eval", c.eval.families)):
+        unknown = [f for f in families if f not in GOAL_FAMILIES]
+        if unknown:
+            raise ValueError(
+                f"{where}.families must be goal-level families ({', '.join(GOAL_FAMILIES)}); got {unknown}"
+            )
     if c.update.skill_practice.iterations > 0 and c.skills.name != "rllib":
         raise ValueError(f"skill practice trains learned skills: it needs skills=rllib, got skills={c.skills.name}")
 
@@ -116,7 +123,7 @@ class SelfTraining:
 
     def evaluate(self, planner: str, skills: str | None) -> dict:
         e = self.c.eval
-        jobs = eval_jobs(e.episodes, e.seed, e.splits, e.chain_lengths)
+        jobs = eval_jobs(e.episodes, e.seed, e.splits, e.chain_lengths, e.families)
         report = self._collect(jobs, planner, skills, None, 0.0, 0.0)
         return scores(report.results)
 
@@ -215,7 +222,7 @@ class SelfTraining:
         skills = history[-1].get("promoted_skills", c.skills.path)  # None: the skills the package ships
         rdir.mkdir(parents=True, exist_ok=True)
         store = str(rdir / "episodes")
-        jobs = practice_jobs(r, c.collect.episodes, c.collect.splits, c.collect.chain_lengths)
+        jobs = practice_jobs(r, c.collect.episodes, c.collect.splits, c.collect.chain_lengths, c.collect.families)
         report = self._collect(jobs, promoted, skills, store, c.collect.temperature, c.collect.epsilon)
         rows = [row for row in read_store(store).to_pylist() if row["episode_id"].startswith(f"r{r:03d}-")]
         new, reflect, skill_failures = self._examples(r, rows)

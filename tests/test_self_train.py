@@ -14,6 +14,7 @@ from hydra import compose, initialize_config_module
 from intentloop.agents.vlm.data import load_examples
 from intentloop.experiments.episode_store import read_store
 from intentloop.experiments.rounds import best_families, eval_jobs, practice_jobs, promotion
+from intentloop.experiments.rounds import scores as round_scores
 from intentloop.experiments.self_train import check
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -49,20 +50,24 @@ def self_train(run_dir, *overrides, **popen):
 def test_self_train_writes_round_metrics_tensorboard_and_replays(tmp_path):
     run_dir = tmp_path / "run"
     always = ["promote.min_gain=-100", "promote.max_drop=1"]  # any candidate trained on new examples is promoted
-    proc = self_train(run_dir, "rounds=1", "collect.episodes=4", *always, f"init.data_cache={tmp_path / 'oracle.npz'}")
+    families = ["collect.families=[clear]", "eval.families=[clear]"]  # a goal-level family practised and scored
+    cache = f"init.data_cache={tmp_path / 'oracle.npz'}"
+    proc = self_train(run_dir, "rounds=1", "collect.episodes=6", *families, *always, cache)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
     assert "tensorboard --logdir" in out
     cached, base = load_examples(tmp_path / "oracle.npz"), load_examples(run_dir / "base_examples.npz")
     assert len(cached) == len(base) > 0 and [e.target for e in cached] == [e.target for e in base]
     r1 = json.loads((run_dir / "rounds" / "r001" / "metrics.json").read_text())
-    assert r1["collect"]["episodes"] == 4 and r1["dataset"]["new"] + r1["dataset"]["replay"] == r1["dataset"]["total"]
+    assert r1["collect"]["episodes"] == 6 and r1["dataset"]["new"] + r1["dataset"]["replay"] == r1["dataset"]["total"]
     assert set(r1["reflect"]["failures_by_cause"]) == {"planner", "skill", "detector"}
     assert 0.0 <= r1["reflect"]["detector"]["intent_false_positive_rate"] <= 1.0
     assert "seconds_per_heldout_point" in r1 and r1["dataset"]["new"] > 0
     assert r1["promoted"] and r1["promoted_planner"] == r1["planner"] == str(run_dir / "rounds" / "r001" / "planner")
-    assert set(r1["eval"]["sets"]) == {"train/1", "heldout/1"}
-    assert len(read_store(str(run_dir / "rounds" / "r001" / "episodes"), columns=["episode_id"])) == 4
+    assert set(r1["eval"]["sets"]) == {"train/1", "heldout/1", "train/clear", "heldout/clear"}
+    assert "clear" in r1["eval"]["train_families"]
+    store = read_store(str(run_dir / "rounds" / "r001" / "episodes"))
+    assert len(store) == 6 and [json.loads(t)["family"] for t in store.column("task").to_pylist()].count("clear") == 2
     tb = EventAccumulator(str(run_dir / "tb"), size_guidance={"images": 0, "scalars": 0}).Reload()
     steps = [e.step for e in tb.Scalars("eval/heldout/1/success_rate")]
     assert steps == [0, 1]
@@ -157,6 +162,34 @@ def test_promotion_allows_exactly_one_point_and_compares_with_the_best_promoted_
 def self_train_config(*overrides):
     with initialize_config_module("intentloop.configs", version_base="1.3"):
         return OmegaConf.to_object(compose("self_train", overrides=list(overrides)))
+
+
+def test_goal_level_families_join_practice_and_evaluation_as_sets_of_their_own():
+    jobs = practice_jobs(2, 12, ["train", "heldout"], [1, 5], ["clear", "swap"])
+    assert [(j.task, j.split, j.chain_length) for j in jobs[:8]] == [
+        ("chain", "train", 1), ("chain", "heldout", 1), ("chain", "train", 5), ("chain", "heldout", 5),
+        ("clear", "train", 1), ("clear", "heldout", 1), ("swap", "train", 1), ("swap", "heldout", 1),
+    ]  # fmt: skip
+    assert len({j.episode_id for j in jobs}) == len({j.seed for j in jobs}) == 12
+    evals = eval_jobs(3, 0, ["train", "heldout"], [1], ["clear"])
+    assert len({j.episode_id for j in evals}) == 12 and {j.task for j in evals} == {"chain", "clear"}
+    assert practice_jobs(1, 4, ["train"], [1, 2]) == practice_jobs(1, 4, ["train"], [1, 2], [])  # chains as before
+    goal = {"split": "heldout", "family": "clear", "intents": ["pick(red_block)", "place(red_block, blue_zone)"]}
+    chain = {"split": "train", "family": "chain", "intents": ["pick(red_block)", "place(red_block, blue_zone)"]}
+    results = [
+        {"task": goal, "success": True, "subgoals_done": 1},
+        {"task": goal, "success": False, "subgoals_done": 0},
+        {"task": {**goal, "split": "train"}, "success": True, "subgoals_done": 2},  # conditions held: not a chain
+        {"task": chain, "success": True, "subgoals_done": 2},
+    ]
+    s = round_scores(results)
+    assert s["sets"]["heldout/clear"] == {"success_rate": 0.5, "avg_chain_length": 0.5, "episodes": 2}
+    assert s["sets"]["train/clear"]["avg_chain_length"] == 1.0 and s["sets"]["train/2"]["avg_chain_length"] == 2.0
+    assert s["train_families"] == {"clear": 1.0, "chain2": 1.0}
+    with pytest.raises(ValueError, match="collect.families must be goal-level families"):
+        check(self_train_config("collect.families=[chain]"))
+    with pytest.raises(ValueError, match="eval.families must be goal-level families"):
+        check(self_train_config("eval.families=[bogus]"))
 
 
 def test_practice_seeds_never_meet_evaluation_seeds_nor_another_rounds():
