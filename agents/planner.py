@@ -6,6 +6,7 @@ planner that emits something malformed is caught the same way for every implemen
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -27,6 +28,20 @@ class IntentOutcome:
 
     def __str__(self) -> str:
         return f"{self.intent} -> {'success' if self.success else 'failure'} ({self.reason}, {self.steps} steps)"
+
+
+REFUSED = ("invalid", "rejected")  # reasons of intents that never ran (the parser, a contract or a safety rule)
+
+
+def refused_since_last_run(history: Sequence[IntentOutcome]) -> frozenset[str]:
+    """The intents refused since the last one that ran: nothing has moved since, so the same checks would refuse
+    them again (a planner may leave them out of its next choice)."""
+    refused: set[str] = set()
+    for o in reversed(history):
+        if o.reason.split(":")[0] not in REFUSED:
+            break
+        refused.add(o.intent)
+    return frozenset(refused)
 
 
 @dataclass

@@ -26,7 +26,7 @@ UNTRAINED = ("clear_except",)
 
 def cell(args: tuple) -> tuple[tuple, dict]:
     """One (task, chain length, level, planner) cell, in a worker process with one torch thread."""
-    task, length, level, planner, model, episodes, seed = args
+    task, length, level, planner, model, episodes, seed, avoid_refused = args
     import gymnasium as gym
     import intentloop.envs  # noqa: F401
     import torch
@@ -38,7 +38,8 @@ def cell(args: tuple) -> tuple[tuple, dict]:
     torch.set_num_threads(1)
     split, phrasings = LEVELS[level]
     env = gym.make("intentloop/Tabletop-v0", task=task, chain_length=length, split=split, phrasings=phrasings)
-    cfg = "text" if planner == "text" else OmegaConf.create({"name": "vlm", "model_path": model})
+    vlm = {"name": "vlm", "model_path": model, "avoid_refused": avoid_refused}
+    cfg = "text" if planner == "text" else OmegaConf.create(vlm)
     agent = HierarchicalAgent(make_planner(cfg), ScriptedSkill(), blank_image=planner == "vlm-blank")
     metrics, _ = evaluate(env, agent, list(range(seed, seed + episodes)), progress=False)
     env.close()
@@ -55,16 +56,17 @@ def main() -> None:
     p.add_argument("--planners", nargs="*", default=["vlm", "vlm-blank", "text"])
     p.add_argument("--chains", action="store_true", help="also the templated chains of 1 and 5 intents")
     p.add_argument("--out", default="levels.json")
+    p.add_argument("--repeat-refused", action="store_true", help="planner.avoid_refused=false for the VLM planner")
     a = p.parse_args()
     cells = [
-        (task, 1, level, planner, a.model, a.episodes, a.seed)
+        (task, 1, level, planner, a.model, a.episodes, a.seed, not a.repeat_refused)
         for level in a.levels
         for task in (UNTRAINED if level == "L4" else TRAINED)
         for planner in a.planners
     ]
     if a.chains:
         cells += [
-            ("chain", n, level, planner, a.model, a.episodes, a.seed)
+            ("chain", n, level, planner, a.model, a.episodes, a.seed, not a.repeat_refused)
             for level in ("L1", "L2")
             for n in (1, 5)
             for planner in a.planners
@@ -85,7 +87,8 @@ def main() -> None:
             lo, hi = m["success_interval_95"] if m else (0, 0)
             cells_.append(f"{m['success_rate']:.2f} [{lo:.2f}, {hi:.2f}] / {m['goal_progress']:.2f}" if m else "")
         print(f"| {t}{n if t == 'chain' else ''} | {lv} | {' | '.join(cells_)} |")
-    out = {"model": a.model, "episodes": a.episodes, "seeds": f"{a.seed}..{a.seed + a.episodes - 1}",
+    out = {"model": a.model, "avoid_refused": not a.repeat_refused, "episodes": a.episodes,
+           "seeds": f"{a.seed}..{a.seed + a.episodes - 1}",
            "seconds": round(time.time() - start), "cells": [{"task": k[0], "chain_length": k[1], "level": k[2],
            "planner": k[3], **{m: v for m, v in r.items() if m != "seeds"}} for k, r in results.items()]}  # fmt: skip
     with open(a.out, "w") as f:

@@ -21,6 +21,7 @@ class VLMPlannerConfig(PlannerConfig):
     model_path: str | None = None  # a save_pretrained folder; None: the tiny default built from `model`
     temperature: float = 0.0  # 0: greedy; > 0 samples among valid intents (exploration)
     max_history: int = 12  # outcomes shown in the prompt
+    avoid_refused: bool = True  # decoding leaves out intents refused since the last one that ran
     device: str = "cpu"
     model: VLMModelConfig = field(default_factory=VLMModelConfig)  # used only when model_path is null
 

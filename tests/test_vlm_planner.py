@@ -85,6 +85,30 @@ def test_constrained_decoding_only_yields_parseable_intents_for_a_random_model(t
     assert len(set(sampled.plan_batch(inputs))) > 15, "sampling should roam over many valid intents"
 
 
+def test_an_intent_refused_since_the_last_one_that_ran_is_not_chosen_again(test_seed):
+    from dataclasses import replace
+
+    from intentloop.agents.planner import refused_since_last_run
+
+    def refused(intent, rule="rejected: pick_clear_top: a block is on it"):
+        return IntentOutcome(intent, False, 0, rule)
+
+    ran = IntentOutcome("pick(red_block)", True, 9, "achieved")
+    history = [refused("push(red_block, left)"), ran, refused("pick(green_block)"), refused("x(", "invalid: no")]
+    assert refused_since_last_run(history) == {"pick(green_block)", "x("}
+    assert refused_since_last_run(history[:2]) == frozenset() and refused_since_last_run([]) == frozenset()
+    free, careful = tiny_planner(test_seed, avoid_refused=False), tiny_planner(test_seed)
+    changed = 0
+    for inp in planner_inputs(40, seed=5 + test_seed):
+        again = replace(inp, history=[*inp.history, refused(free.plan(inp))])  # refuse what it would say
+        choice = careful.plan(again)
+        assert choice not in refused_since_last_run(again.history) and choice in valid_intents()
+        changed += free.plan(again) != choice  # the free planner repeats the refused intent, the careful one not
+        after_a_run = replace(again, history=[*again.history, ran])  # something moved: nothing is left out
+        assert careful.plan(after_a_run) == free.plan(after_a_run)
+    assert changed >= 10, changed
+
+
 def test_only_objects_of_the_scene_are_named(test_seed):
     blocks, zones = ("red_block", "green_block"), ("cyan_zone",)
     torch.manual_seed(test_seed)

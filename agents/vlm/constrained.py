@@ -49,6 +49,7 @@ class _Node:
     text: str | None = None  # the intent spelled by the path to this node, if complete
     allowed: torch.Tensor | None = None  # token ids that may follow
     only: str | None = None  # the one intent this prefix can still become, if just one
+    below: frozenset[str] = frozenset()  # every intent this prefix can still become
 
 
 class IntentTrie:
@@ -85,7 +86,20 @@ class IntentTrie:
         for child in node.children.values():
             below += self._finish(child)
         node.only = below[0] if len(below) == 1 else None
+        node.below = frozenset(below)
         return below
+
+    def allowed(self, node: _Node, banned: frozenset[str] = frozenset()) -> torch.Tensor:
+        """The tokens that may follow ``node``, without those that only lead to ``banned`` intents (all of them
+        if every continuation is banned: a ban narrows the choice, it never leaves none)."""
+        if not banned or not node.below & banned:
+            return node.allowed
+        keep = [
+            t
+            for t in node.allowed.tolist()
+            if (t == self.eos and node.text not in banned) or (t in node.children and node.children[t].below - banned)
+        ]
+        return torch.tensor(keep, dtype=torch.long) if keep else node.allowed
 
     def walk(self, ids: list[int]) -> _Node | None:
         """The node reached by ``ids``, or None once they leave the trie (eos or padding after an intent)."""
@@ -110,17 +124,21 @@ class IntentTrie:
 
 
 class IntentConstraint(LogitsProcessor):
-    """Masks every token that does not continue a valid intent; rows that have finished may only pad."""
+    """Masks every token that does not continue a valid intent (nor one of the row's ``banned`` intents); rows
+    that have finished may only pad."""
 
-    def __init__(self, trie: IntentTrie, prompt_len: int):
-        self.trie, self.prompt_len = trie, prompt_len
+    def __init__(self, trie: IntentTrie, prompt_len: int, banned: list[frozenset[str]] | None = None):
+        self.trie, self.prompt_len, self.banned = trie, prompt_len, banned
         self.finished = torch.tensor([trie.pad])
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         mask = torch.full_like(scores, float("-inf"))  # (B, V)
         for row, ids in enumerate(input_ids[:, self.prompt_len :].tolist()):
             node = self.trie.walk(ids)
-            mask[row, self.finished if node is None or node.only is not None else node.allowed] = 0.0
+            if node is None or node.only is not None:
+                mask[row, self.finished] = 0.0
+            else:
+                mask[row, self.trie.allowed(node, self.banned[row] if self.banned else frozenset())] = 0.0
         return scores + mask
 
 

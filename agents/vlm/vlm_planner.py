@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from intentloop.agents.planner import PlannerInput
+from intentloop.agents.planner import PlannerInput, refused_since_last_run
 from intentloop.agents.vlm.configuration import VLMModelConfig
 from intentloop.agents.vlm.constrained import IntentComplete, IntentConstraint, IntentTrie, valid_intents
 from intentloop.agents.vlm.modeling import build_default_model, load_model
@@ -25,7 +25,9 @@ from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteria
 
 
 class VLMPlanner:
-    """Greedy by default; ``temperature > 0`` samples (for exploration), still only over valid intents."""
+    """Greedy by default; ``temperature > 0`` samples (for exploration), still only over valid intents. With
+    ``avoid_refused`` (default) decoding also leaves out the intents refused since the last one that ran
+    (`refused_since_last_run`): nothing has moved, so they would be refused again."""
 
     name = "vlm"
 
@@ -35,6 +37,7 @@ class VLMPlanner:
         *,
         temperature: float = 0.0,
         max_history: int = 12,
+        avoid_refused: bool = True,
         model_config: VLMModelConfig | None = None,
         blocks: Sequence[str] = BLOCKS,
         zones: Sequence[str] = ZONES,
@@ -49,7 +52,7 @@ class VLMPlanner:
         if model is None:
             model, processor = load_model(model_path) if model_path else build_default_model(model_config)
         self.model, self.processor, self.device = model.to(device).eval(), processor, device
-        self.temperature, self.max_history = temperature, max_history
+        self.temperature, self.max_history, self.avoid_refused = temperature, max_history, avoid_refused
         tok = processor.tokenizer
         tok.padding_side = "left"  # every prompt of a batch ends where generation starts
         self.trie = IntentTrie(tok, valid_intents(tuple(blocks), tuple(zones)))
@@ -68,6 +71,7 @@ class VLMPlanner:
             getattr(cfg, "model_path", None),
             temperature=getattr(cfg, "temperature", 0.0),
             max_history=getattr(cfg, "max_history", 12),
+            avoid_refused=getattr(cfg, "avoid_refused", True),
             model_config=model,
             device=getattr(cfg, "device", "cpu"),
         )
@@ -87,10 +91,11 @@ class VLMPlanner:
         batch = encode(self.processor, prompts, [check_image(i.image) for i in inputs]).to(self.device)
         n = batch["input_ids"].shape[1]
         sampling = {"do_sample": True, "temperature": self.temperature} if self.temperature > 0 else {}
+        banned = [refused_since_last_run(i.history) for i in inputs] if self.avoid_refused else None
         out = self.model.generate(
             **batch,
             max_new_tokens=self.trie.max_len + 1,
-            logits_processor=LogitsProcessorList([IntentConstraint(self.trie, n)]),
+            logits_processor=LogitsProcessorList([IntentConstraint(self.trie, n, banned)]),
             stopping_criteria=StoppingCriteriaList([IntentComplete(self.trie, n)]),
             **sampling,
         )
