@@ -19,7 +19,7 @@ from omegaconf import MISSING
 class InitConfig:
     """The round-0 planner: a trained checkpoint, or one trained here on oracle demos of the train split."""
 
-    planner: str | None = None  # a save_pretrained folder (e.g. from intentloop train-planner); None: train it
+    planner: str | None = None  # a save_pretrained folder (e.g. from train-planner), "shipped", or None: train it
     data_cache: str | None = None  # .npz of the oracle examples (train-planner's data_cache): read, else written
     data: DataSettings = field(default_factory=DataSettings)  # the oracle examples (also replayed every round)
     train: TrainSettings = field(default_factory=TrainSettings)

@@ -45,7 +45,7 @@ from hydra.core.hydra_config import HydraConfig
 from intentloop.agents.reflection import build_dataset, judge, summarize_judgements
 from intentloop.agents.vlm.configuration import TrainSettings
 from intentloop.agents.vlm.data import collect_examples, load_examples, save_examples, split_examples
-from intentloop.agents.vlm.modeling import build_default_model, load_model
+from intentloop.agents.vlm.modeling import build_default_model, checkpoint_folder, load_model
 from intentloop.agents.vlm.training import train_planner
 from intentloop.configs.self_train_schema import SelfTrainConfig
 from intentloop.envs.goal_tasks import GOAL_FAMILIES
@@ -159,7 +159,8 @@ class SelfTraining:
         if not (out / "config.json").exists():
             if self.c.init.planner:
                 load_model(self.c.init.planner)  # fails now, with one sentence, if it is not a planner
-                shutil.copytree(self.c.init.planner, out.with_name(".v000.tmp"), dirs_exist_ok=True)
+                source = checkpoint_folder(self.c.init.planner)  # "shipped": the planner the package ships
+                shutil.copytree(source, out.with_name(".v000.tmp"), dirs_exist_ok=True)
                 os.replace(out.with_name(".v000.tmp"), out)
             else:
                 out.parent.mkdir(parents=True, exist_ok=True)

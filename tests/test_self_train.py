@@ -164,6 +164,16 @@ def self_train_config(*overrides):
         return OmegaConf.to_object(compose("self_train", overrides=list(overrides)))
 
 
+def test_the_shipped_planner_starts_self_training_by_name(tmp_path):
+    from intentloop.agents.vlm.modeling import SHIPPED
+    from intentloop.experiments.self_train import SelfTraining
+
+    v000 = Path(SelfTraining(self_train_config("init.planner=shipped"), tmp_path).initial_planner())
+    assert (v000 / "model.safetensors").read_bytes() == (SHIPPED / "model.safetensors").read_bytes()
+    with pytest.raises(FileNotFoundError, match="no planner checkpoint at nowhere"):
+        SelfTraining(self_train_config("init.planner=nowhere"), tmp_path / "other").initial_planner()
+
+
 def test_goal_level_families_join_practice_and_evaluation_as_sets_of_their_own():
     jobs = practice_jobs(2, 12, ["train", "heldout"], [1, 5], ["clear", "swap"])
     assert [(j.task, j.split, j.chain_length) for j in jobs[:8]] == [

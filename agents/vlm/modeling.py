@@ -99,10 +99,15 @@ def _cause(e: Exception, folder: Path) -> str:
 SHIPPED = Path(__file__).resolve().parent / "pretrained"
 
 
+def checkpoint_folder(path: str | Path) -> Path:
+    """The folder a planner path names: the shipped planner for ``"shipped"``, else ``path`` itself."""
+    return SHIPPED if str(path) == "shipped" else Path(path).expanduser()
+
+
 def load_model(path: str | Path):
     """Model and processor from a ``save_pretrained`` folder, or the shipped planner for ``"shipped"``; a missing
     or corrupt one fails with one sentence."""
-    folder = SHIPPED if str(path) == "shipped" else Path(path).expanduser()
+    folder = checkpoint_folder(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"no planner checkpoint at {path}: the directory does not exist")
     if not (folder / "config.json").is_file():
