@@ -85,12 +85,14 @@ _JOINS = {
 
 
 def deciding_words() -> frozenset[str]:
-    """Every word that can decide an intent's argument or a goal: colours, the direction phrases and every word
-    of the goal-level templates (but the unit templates that `refer` shares with the chains), spatial
-    referents and corrections. The rest (the units' verbs and prepositions, joins, politeness) only says what
-    the instruction's structure says already: a direction makes a push, a zone a put, a block a stack."""
+    """Every word that can decide an intent's argument or a goal in a training instruction: colours and the words
+    of the train phrasings (all but the last of each list, which is held out) of directions, goal-level
+    templates (but the unit templates that `refer` shares with the chains), spatial referents and corrections.
+    The rest (the units' verbs and prepositions, joins, politeness) only says what the instruction's structure
+    says already: a direction makes a push, a zone a put, a block a stack."""
     goals = {k: v for k, v in GOAL_TEMPLATES.items() if not k.startswith("refer_")}
-    texts = [t for group in (goals, REFERENTS, CORRECTIONS, _DIRECTION_WORDS) for t in sum(group.values(), ())]
+    groups = (goals, REFERENTS, CORRECTIONS, _DIRECTION_WORDS)
+    texts = [t for group in groups for options in group.values() for t in options[:-1]]
     return frozenset(re.findall(r"[a-z']+", " ".join(texts).lower())) | frozenset(language.COLOURS)
 
 

@@ -582,6 +582,7 @@ def test_garble_keeps_every_deciding_word_of_goal_tasks_and_replaces_verbs_that_
     rng, suite, verbs = np.random.default_rng(test_seed), TaskSuite("train"), 0
     assert {"clear", "except", "swap", "nearest", "left", "every", "two", "red"} <= deciding
     assert not {"slide", "upon", "then"} & deciding_words()  # the structure says what these say
+    assert not {"stays", "leftwards"} & deciding_words()  # only in held-out phrasings, never in a training text
     for i in range(300):
         family = GOAL_FAMILIES[i % len(GOAL_FAMILIES)] if i % 2 else "chain"
         _, task = suite.sample_episode(rng, family, chain_length=2)
