@@ -101,6 +101,10 @@ def test_a_killed_run_resumes_with_the_episode_count_of_an_uninterrupted_run(tmp
         ]
     history = json.loads((run_dir / "metrics.json").read_text())["rounds"]
     assert [m["round"] for m in history] == list(range(rounds + 1))
+    # the shards stored before the kill are skipped, not collected again (collectors that outlive the driver by a
+    # moment may have stored a few more)
+    resumed_round = history[1]["collect"]
+    assert resumed_round["skipped"] >= written and resumed_round["skipped"] + resumed_round["new_this_call"] == episodes
 
 
 @pytest.mark.slow
