@@ -56,7 +56,8 @@ def eval_jobs(
 ) -> list[EpisodeJob]:
     return [
         EpisodeJob(f"eval-{split}-{n if task == 'chain' else task}-seed{s}", s, split, n, task=task)
-        for split, task, n in sorted(_combos(splits, chain_lengths, list(families)))
+        for split in splits  # split by split, as before goal-level families joined
+        for _, task, n in _combos([split], chain_lengths, list(families))
         for s in range(seed, seed + episodes)
     ]
 
