@@ -74,6 +74,7 @@ class EpisodeResult:
     final_success: bool = False  # ground truth: the end state satisfies the task (nothing undone afterwards)
     judged_success: bool = False  # the detector's task verdict
     feedback: list[tuple[int, str]] = field(default_factory=list)  # what the user said: (outcomes before it, text)
+    thoughts: list[str] = field(default_factory=list)  # a thinking planner's thought before each of its answers
     steps: int = 0
     trace: Trace | None = None  # every step, when the agent records
 
@@ -147,6 +148,8 @@ class HierarchicalAgent:
             text = self.planner.plan(
                 PlannerInput(task.instruction, image, history, obs, task, info["subgoals_done"], heard)
             )
+            if getattr(self.planner, "think", False):
+                result.thoughts.append(self.planner.last_thoughts[0])
             intent, refusal = self.check(text, obs)
             if refusal is not None:  # recorded, fed back; never executed
                 result.outcomes.append(IntentOutcome(str(text), False, 0, refusal))

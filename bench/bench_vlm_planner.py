@@ -10,6 +10,8 @@ parse:       closed-loop episodes on unseen (heldout) and seen phrasings until -
 latency:     median wall time of plan() at batch 1 and of plan_batch() at batch 16, one torch thread. With
              --compare-patch P, also a default-architecture planner with P-pixel patches (24: the 16-token
              vision of the earlier default), timed interleaved with the first on the same inputs, and the ratio.
+             With --think-model M, also M as a thinking planner (planner.think: a thought, then the intent),
+             timed the same way beside the first (the thought's latency target is 50 ms at batch 1).
 """
 
 from __future__ import annotations
@@ -133,6 +135,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--skip", nargs="*", default=[], choices=["closed-loop", "parse", "latency"])
     p.add_argument("--compare-patch", type=int, default=None, help="also time a default planner with these patches")
+    p.add_argument("--think-model", default=None, help="also time this model as a thinking planner")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -148,11 +151,16 @@ def main() -> None:
         planners = [planner]
         if a.compare_patch:
             planners.append(VLMPlanner(model_config=VLMModelConfig(patch_size=a.compare_patch)))
+        if a.think_model:
+            planners.append(VLMPlanner(a.think_model, think=True))
         timed = latency(planners, inputs)
         results["latency"] = timed[0]
         if a.compare_patch:
             results[f"latency_patch{a.compare_patch}"] = timed[1]
             results["latency_ratio_batch1"] = round(timed[0]["batch1_ms"] / timed[1]["batch1_ms"], 3)
+        if a.think_model:
+            results["latency_think"] = timed[-1]
+            results["latency_think_ratio_batch1"] = round(timed[-1]["batch1_ms"] / timed[0]["batch1_ms"], 3)
         print("latency", json.dumps({k: v for k, v in results.items() if k.startswith("latency")}), flush=True)
     if a.out:
         with open(a.out, "w") as f:

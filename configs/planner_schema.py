@@ -22,6 +22,8 @@ class VLMPlannerConfig(PlannerConfig):
     temperature: float = 0.0  # 0: greedy; > 0 samples among valid intents (exploration)
     max_history: int = 12  # outcomes shown in the prompt
     avoid_refused: bool = True  # decoding leaves out intents refused since the last one that ran
+    think: bool | None = None  # a thought before each intent; null: as the checkpoint was trained (train.think)
+    max_thought: int = 48  # tokens a thought may take before `next:` is forced
     device: str = "cpu"
     model: VLMModelConfig = field(default_factory=VLMModelConfig)  # used only when model_path is null
 

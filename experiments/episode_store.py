@@ -23,6 +23,7 @@ Columns:
 | rewards, goal_distance | list<float32> | per step |
 | segment | list<int32> | per step: index into outcomes of the intent being executed |
 | feedback | list<struct<at, text>> | what the user said: after how many outcomes, and the words |
+| thoughts | list<string> | a thinking planner's thought before each answer (``planner.think``); else empty |
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ SCHEMA = pa.schema(
         ("goal_distance", pa.list_(pa.float32())),
         ("segment", pa.list_(pa.int32())),
         ("feedback", pa.list_(FEEDBACK)),
+        ("thoughts", pa.list_(pa.string())),
     ]
 )
 
@@ -120,6 +122,7 @@ def episode_row(result, episode_id: str | None = None) -> dict:
         "goal_distance": trace.goal_distance,
         "segment": trace.segment,
         "feedback": [{"at": at, "text": text} for at, text in result.feedback],
+        "thoughts": list(result.thoughts),
     }
 
 

@@ -91,8 +91,10 @@ def write_replay(episode: dict, logdir: str, fps: int = 10, scale: int = 3) -> s
     if task.get("goal"):  # a goal-level task: judged by its goal; the intents are the oracle's reference plan
         plan = f"goal: `{task['goal']}`  \nreference plan:  \n{plan}"
     writer.add_text(f"{prefix}/plan", plan, 0)
+    thoughts = episode.get("thoughts") or []  # a thinking planner's, one per answer
     lines = [
         f"{i + 1}. `{o['intent']}` -> {'success' if o['success'] else 'failure'} ({o['reason']}, {o['steps']} steps)"
+        + (f" (thought: *{thoughts[i]}*)" if i < len(thoughts) else "")
         for i, o in enumerate(episode["outcomes"])
     ]
     for f in sorted(episode.get("feedback") or [], key=lambda f: -f["at"]):  # the user's words where they came

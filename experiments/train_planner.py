@@ -14,6 +14,9 @@ Results to expect:   default data: 2200 chain episodes, 350 of each trained goal
                      compositions: 1500 steps at 0.2, then 4000 at 0.4 (~33 minutes) took planner v4 to v5
                      (held-out compositions, L2: 0.36 -> 0.53).
                      Chains only (data.families=[] data.scene_examples=0 data.captions=0): val/exact_match ~0.95.
+Teach it to think:   ... train.think=true: a thought before each intent (what each zone holds, the held block;
+                     agents/vlm/data.py `scene_thought`), then the intent; the saved checkpoint thinks by default
+                     (planner.think=null). Needs data collected since planner v6 (examples carry their thought).
 
 Writes the trained planner (model + processor, ``save_pretrained``) to ``<run dir>/planner``, TensorBoard
 scalars to ``<run dir>/tb`` and ``metrics.json``; evaluate it with

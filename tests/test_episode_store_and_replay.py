@@ -171,6 +171,27 @@ def test_user_feedback_is_stored_and_replayed(tmp_path):
     assert lines[2] == f"user: *{said}*" and lines[1].startswith("1. `pick(")  # after the interrupted pick
 
 
+def test_a_thinking_planners_thoughts_are_stored_and_replayed(tmp_path):
+    from intentloop.agents.vlm import VLMModelConfig, VLMPlanner
+
+    config = VLMModelConfig(image_size=32, vision_hidden=16, vision_layers=1, vision_heads=1, text_hidden=32,
+                            text_layers=1, text_heads=2, text_intermediate=64, max_positions=256)  # fmt: skip
+    planner = VLMPlanner(model_config=config, think=True, max_thought=5)
+    env = gym.make("intentloop/Tabletop-v0", task="put", image_size=32)
+    result = HierarchicalAgent(planner, ScriptedSkill(), record=True, max_intents=3).run_episode(env, seed=0)
+    env.close()
+    calls = len(result.outcomes) + (len(result.outcomes) < 3)  # a done() ends the episode without an outcome
+    assert len(result.thoughts) == calls and all(isinstance(t, str) for t in result.thoughts)
+    episode = load_episode(write_shard(str(tmp_path / "store"), [episode_row(result, "th")]))
+    assert episode["thoughts"] == result.thoughts
+    prefix = write_replay(episode, str(tmp_path / "tb"), fps=10, scale=1)
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"tensors": 0})
+    acc.Reload()
+    text = acc.Tensors(f"{prefix}/outcomes/text_summary")[0].tensor_proto.string_val[0].decode()
+    for i, _ in enumerate(result.outcomes):
+        assert f"{i + 1}. `" in text and f"(thought: *{result.thoughts[i]}*)" in text
+
+
 def test_replay_without_frames_is_refused(recorded, tmp_path):
     episode = load_episode(write_shard(str(tmp_path), [episode_row(recorded[0], "ep0")]))
     episode["frames"] = []

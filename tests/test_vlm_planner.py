@@ -123,6 +123,49 @@ def test_batched_planning_matches_one_at_a_time(test_seed):
     assert planner.plan_batch(inputs) == [planner.plan(i) for i in inputs]
 
 
+def test_a_thinking_planner_writes_a_bounded_thought_then_a_valid_intent(test_seed):
+    """A random tiny model thinks free text: every thought stops by ``max_thought`` tokens (then ``next:`` is
+    forced), never holds a special token, and the intent after it still parses; batched equals one at a time."""
+    torch.manual_seed(test_seed)
+    greedy = tiny_planner(test_seed, think=True, max_thought=6)
+    sampled = tiny_planner(test_seed, think=True, max_thought=6, temperature=3.0)
+    inputs = planner_inputs(24, seed=7 + test_seed)
+    outputs = greedy.plan_batch(inputs)
+    thoughts = greedy.last_thoughts
+    assert_all_parse(outputs + sampled.plan_batch(inputs))
+    assert [greedy.plan(i) for i in inputs] == outputs
+    tok = greedy.processor.tokenizer
+    lengths = [len(tok(t, add_special_tokens=False)["input_ids"]) for t in thoughts + sampled.last_thoughts]
+    assert len(thoughts) == 24 and max(lengths) <= 6 and len(set(sampled.last_thoughts)) > 5
+    assert not any(special in t for t in thoughts for special in ("<image>", "<s>", "</s>", "<pad>"))
+    plain = tiny_planner(test_seed)
+    plain.plan_batch(inputs)
+    assert plain.last_thoughts == [""] * 24
+    with pytest.raises(ValueError, match="max_thought"):
+        tiny_planner(test_seed, think=True, max_thought=0)
+
+
+def test_thinking_labels_are_the_thought_then_next_then_the_intent():
+    from intentloop.agents.vlm.data import Example
+    from intentloop.agents.vlm.training import intent_trie, make_batch
+
+    processor = build_default_model(TINY)[1]
+    tok, image = processor.tokenizer, np.zeros((TINY.image_size, TINY.image_size, 3), np.uint8)
+    thought = "blue: red. orange: none. cyan: none. holding: none."
+    e = Example(image, "Clear the blue zone.", (), "pick(red_block)", 0, thought=thought)
+    batch = make_batch(processor, [e], 12, think=True, trie=intent_trie(processor))
+    labels = batch["labels"][0][batch["labels"][0] != -100].tolist()
+    assert tok.decode(labels, skip_special_tokens=True).replace(" ", "") == f"{thought}next:pick(red_block)".replace(
+        " ", ""
+    )
+    prompt = tok.decode(batch["input_ids"][0][batch["labels"][0] == -100], skip_special_tokens=True)
+    assert prompt.replace(" ", "").endswith("history:none.scene:")
+    chosen = batch["choices"][0].any(-1).nonzero().flatten().tolist()  # smoothing only inside the intent
+    assert chosen and min(chosen) > len(batch["labels"][0]) - len(labels) + len(tok(thought)["input_ids"])
+    with pytest.raises(ValueError, match="collect it again"):
+        make_batch(processor, [Example(image, "Clear the blue zone.", (), "done()", 0)], 12, think=True)
+
+
 class Forbidden:
     def __getattr__(self, name):
         raise AssertionError("the VLM planner read privileged state")
@@ -310,6 +353,11 @@ def test_examples_come_from_the_train_split_and_end_with_done(test_seed):
     assert sorted(last) == [0, 1, 2, 3, 4, 5, 6] and all(e.target == "done()" for e in last.values())
     assert {e.instruction for e in examples if e.episode == 6} != {e.instruction for e in examples if e.episode == 4}
     assert all(e.image.shape == (32, 32, 3) and e.image.dtype == np.uint8 for e in examples)
+    # each example knows its family, and numbering an unlabelled copy by episode gives the same labels back
+    assert [e.family for e in examples] == ["chain"] * sum(e.episode < 5 for e in examples) + [
+        "clear" if e.episode == 5 else "swap" for e in examples if e.episode >= 5
+    ]
+    assert {e.family for e in scenes} == {"clear", "swap"}
 
 
 def test_a_caption_fraction_keeps_every_intent_example_and_that_share_of_cached_captions(test_seed):
@@ -375,6 +423,33 @@ def test_a_few_training_steps_lower_the_loss(tmp_path, test_seed):
     assert metrics["steps"] == 40 and "val/exact_match" in metrics and "val_scene/exact_match" in metrics
     assert (tmp_path / "out" / "config.json").exists() and list((tmp_path / "out" / "tb").glob("events.*"))
     assert_all_parse(VLMPlanner(model_path=tmp_path / "out").plan_batch(planner_inputs(8)))
+    assert VLMPlanner(model_path=tmp_path / "out").think is False
+
+
+def test_a_planner_trained_to_think_learns_its_thoughts_and_thinks_when_loaded(tmp_path, test_seed):
+    """train.think: the labels are the thought and the intent; a few steps lower that loss, and the saved
+    checkpoint makes a planner that thinks by default (``think=None``) and whose thoughts are learned text."""
+    data = DataSettings(episodes=[3], families=["clear"], family_episodes=2, scene_examples=4, image_size=32)
+    data.seed += 100 * test_seed
+    examples = [e for e in collect_examples(data, progress=False) if e.task == "plan"]
+    assert all(e.thought.endswith("holding: none.") or "holding:" in e.thought for e in examples)
+    model, processor = build_default_model(tiny_config(test_seed))
+    before = evaluate_examples(model, processor, examples, think=True)["loss"]
+    settings = TrainSettings(steps=60, batch_size=8, lr=3e-3, warmup_steps=2, eval_every=60, seed=test_seed, think=True)
+    train_planner(model, processor, examples, examples[:8], tmp_path / "out", settings, progress=False)
+    assert evaluate_examples(model, processor, examples, think=True)["loss"] < 0.5 * before
+    planner = VLMPlanner(model_path=tmp_path / "out")
+    inputs = [PlannerInput(e.instruction, e.image, list(e.history)) for e in examples[:8]]
+    assert planner.think is True
+    assert_all_parse(planner.plan_batch(inputs))
+    vocabulary = {w for e in examples for w in re.findall(r"\w+|[^\w\s]", e.thought)}  # colours, none, holding...
+    written = [w for t in planner.last_thoughts for w in re.findall(r"\w+|[^\w\s]", t)]
+    assert written and set(written) <= vocabulary, set(written) - vocabulary
+    torch.manual_seed(test_seed)  # an untrained model, sampled, writes words no thought has
+    random_planner = VLMPlanner(model_config=tiny_config(test_seed), think=True, temperature=1.0)
+    random_planner.plan_batch(inputs)
+    assert not {w for t in random_planner.last_thoughts for w in re.findall(r"\w+|[^\w\s]", t)} <= vocabulary
+    assert VLMPlanner(model_path=tmp_path / "out", think=False).think is False
 
 
 def one_sentence(e: Exception, path) -> bool:

@@ -104,6 +104,9 @@ class TrainSettings:
     # Label smoothing over the choices the intent grammar leaves open (skills, blocks, targets, directions):
     # every argument keeps a floor whatever the block, so held-out compositions stay reachable (smoothed_loss).
     arg_smoothing: float = 0.0
+    # Teach a thought before each intent (planner.think): labels ``<scene_thought> next: <intent>`` after the
+    # prompt ``... scene:`` (agents/vlm/data.py `scene_thought`; data collected since planner v6 carries them).
+    think: bool = False
     log_every: int = 25  # steps between TensorBoard scalars
     eval_every: int = 250  # steps between validation passes
     max_minutes: float | None = None  # stop early after this much wall time

@@ -123,31 +123,76 @@ class IntentTrie:
         return text
 
 
+def split_thought(ids: list[int], marker: tuple[int, ...] | None) -> tuple[list[int], list[int] | None]:
+    """(thought ids, intent ids) of a row's generated ids: with no ``marker`` all of them are the intent; else the
+    intent starts after the first ``marker`` (the spelling of ``next:``) and is None while it has not come yet."""
+    if not marker:
+        return [], ids
+    k = len(marker)
+    for i in range(len(ids) - k + 1):
+        if tuple(ids[i : i + k]) == marker:
+            return ids[:i], ids[i + k :]
+    return ids, None
+
+
 class IntentConstraint(LogitsProcessor):
     """Masks every token that does not continue a valid intent (nor one of the row's ``banned`` intents); rows
-    that have finished may only pad."""
+    that have finished may only pad. With a ``marker`` (a thinking planner), each row first writes free text up
+    to the marker (never a special token, at most ``max_thought`` tokens: then the marker is forced), and the
+    intent is constrained from there."""
 
-    def __init__(self, trie: IntentTrie, prompt_len: int, banned: list[frozenset[str]] | None = None):
+    def __init__(
+        self,
+        trie: IntentTrie,
+        prompt_len: int,
+        banned: list[frozenset[str]] | None = None,
+        marker: tuple[int, ...] | None = None,
+        max_thought: int = 48,
+        special: tuple[int, ...] = (),
+    ):
         self.trie, self.prompt_len, self.banned = trie, prompt_len, banned
+        self.marker, self.max_thought = marker, max_thought
+        self.special = torch.tensor(sorted({*special, trie.pad} | ({trie.eos} if trie.eos is not None else set())))
         self.finished = torch.tensor([trie.pad])
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         mask = torch.full_like(scores, float("-inf"))  # (B, V)
         for row, ids in enumerate(input_ids[:, self.prompt_len :].tolist()):
-            node = self.trie.walk(ids)
+            thought, intent = split_thought(ids, self.marker)
+            if intent is None:  # still thinking
+                mask[row] = 0.0
+                mask[row, self.special] = float("-inf")
+                forced = self._forced(thought)
+                if forced is not None:
+                    mask[row], mask[row, forced] = float("-inf"), 0.0
+                continue
+            node = self.trie.walk(intent)
             if node is None or node.only is not None:
                 mask[row, self.finished] = 0.0
             else:
                 mask[row, self.trie.allowed(node, self.banned[row] if self.banned else frozenset())] = 0.0
         return scores + mask
 
+    def _forced(self, thought: list[int]) -> int | None:
+        """The marker token a thought must write next: the rest of a marker it began, or the marker once the
+        thought is ``max_thought`` long."""
+        for k in range(len(self.marker) - 1, 0, -1):
+            if tuple(thought[-k:]) == self.marker[:k]:
+                return self.marker[k]
+        return self.marker[0] if len(thought) >= self.max_thought else None
+
 
 class IntentComplete(StoppingCriteria):
-    """True for a row once only one intent can follow (or it ended one with eos)."""
+    """True for a row once only one intent can follow (or it ended one with eos); a thinking row (``marker``)
+    only once its intent, after the marker, is that far."""
 
-    def __init__(self, trie: IntentTrie, prompt_len: int):
-        self.trie, self.prompt_len = trie, prompt_len
+    def __init__(self, trie: IntentTrie, prompt_len: int, marker: tuple[int, ...] | None = None):
+        self.trie, self.prompt_len, self.marker = trie, prompt_len, marker
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
-        nodes = [self.trie.walk(ids) for ids in input_ids[:, self.prompt_len :].tolist()]
-        return torch.tensor([n is None or n.only is not None for n in nodes], dtype=torch.bool, device=input_ids.device)
+        done = []
+        for ids in input_ids[:, self.prompt_len :].tolist():
+            intent = split_thought(ids, self.marker)[1]
+            node = None if intent is None else self.trie.walk(intent)
+            done.append(intent is not None and (node is None or node.only is not None))
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)

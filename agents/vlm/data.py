@@ -49,6 +49,8 @@ class Example:
     episode: int  # which collected episode it comes from
     feedback: tuple[tuple[int, str], ...] = ()  # what the user had said: (outcomes before it, text)
     task: str = "plan"  # "plan": target is the next intent; "scene": target is `scene_caption` of the image
+    family: str = ""  # the task family it was collected in ("chain" for templated chains; a label, never an input)
+    thought: str = ""  # plan examples: `scene_thought` of the scene the image shows (what a thinking planner writes)
 
 
 def _colour(name: str) -> str:
@@ -73,6 +75,25 @@ def scene_caption(obs: dict) -> str:
     return " ".join(words)
 
 
+def scene_thought(obs: dict) -> str:
+    """What a thinking planner writes before its intent (``planner.think``): what each zone holds, bottom to top,
+    the stacks if there are any, and the held block, from privileged state (a training label only)::
+
+    blue: red purple. orange: none. cyan: none. stacks: purple on red. holding: none.
+
+    Short on purpose (17 tokens with the default tokenizer, 4 more per stack): every token is one more decoding
+    step per intent. It names the facts the planner most often gets wrong while its own full caption is right
+    (planner v5: ``done()`` with a block still in the zone to clear)."""
+    held = G.carrying(obs)
+    words = []
+    for z in ZONES:
+        inside = sorted((b for b in BLOCKS if G.over(obs, b, z) and b != held), key=lambda b: P.block_pos(obs, b)[2])
+        words.append(f"{_colour(z)}: {' '.join(map(_colour, inside)) or 'none'}.")
+    stacks = [f"{_colour(b)} on {_colour(base)}" for b in BLOCKS if b != held and (base := G.base_of(obs, b))]
+    stacks = [f"stacks: {', '.join(stacks)}."] if stacks else []  # only when there are: most scenes have none
+    return " ".join([*words, *stacks, f"holding: {_colour(held) if held else 'none'}."])
+
+
 class _Teacher:
     """Asks the oracle, records the example, and now and then executes a random intent instead."""
 
@@ -84,7 +105,7 @@ class _Teacher:
         self.env: gym.Env | None = None  # the env being run, for its camera
         self.detours = [t for t in valid_intents() if t != str(DONE)]
         self.examples: list[Example] = []
-        self.episode = 0
+        self.episode, self.family = 0, ""
 
     def reset(self) -> None:
         self.oracle.reset()
@@ -93,9 +114,13 @@ class _Teacher:
         target = self.oracle.plan(inp)
         image = self.env.unwrapped.world.sim.render(self.width, self.height)  # as the env's _obs() renders
         heard = tuple(inp.feedback)
-        self.examples.append(Example(image, inp.instruction, tuple(inp.history), target, self.episode, heard))
+        here = {"episode": self.episode, "family": self.family}
+        thought = scene_thought(inp.obs)
+        self.examples.append(
+            Example(image, inp.instruction, tuple(inp.history), target, feedback=heard, thought=thought, **here)
+        )
         if self.rng.random() < self.captions:
-            self.examples.append(Example(image, "", (), scene_caption(inp.obs), self.episode, task="scene"))
+            self.examples.append(Example(image, "", (), scene_caption(inp.obs), task="scene", **here))
         if target != str(DONE) and self.rng.random() < self.noise:
             return str(self.rng.choice([t for t in self.detours if t != target]))
         return target
@@ -105,9 +130,11 @@ class _Teacher:
         last = self.examples[-1] if self.examples else None
         if result.success and not (last and last.episode == self.episode and last.target == str(DONE)):
             image = self.env.unwrapped.world.sim.render(self.width, self.height)
-            heard = tuple(result.feedback)
-            done = Example(image, result.instruction, tuple(result.outcomes), str(DONE), self.episode, heard)
-            self.examples.append(done)
+            here = {"episode": self.episode, "feedback": tuple(result.feedback), "family": self.family}
+            thought = scene_thought(self.env.unwrapped.world.state_obs())
+            self.examples.append(
+                Example(image, result.instruction, tuple(result.outcomes), str(DONE), thought=thought, **here)
+            )
 
 
 def collect_examples(settings: DataSettings | None = None, progress: bool = True) -> list[Example]:
@@ -124,7 +151,7 @@ def collect_examples(settings: DataSettings | None = None, progress: bool = True
         env = gym.make(
             "intentloop/Tabletop-v0", backend=s.backend, task=family, chain_length=length, split="train", image=False
         )
-        teacher.env = env
+        teacher.env, teacher.family = env, family
         agent = HierarchicalAgent(teacher, ScriptedSkill())
         for _ in range(count):
             teacher.finish(agent.run_episode(env, seed=s.seed + teacher.episode))
@@ -157,9 +184,13 @@ def scene_examples(settings: DataSettings | None = None, progress: bool = True) 
             oracle = OraclePlanner()
             target = oracle.plan(PlannerInput(obs["instruction"], obs["image"], [], obs, info["task"], 0))
             episode = -1 - len(out)  # unique: out grows after every scene
-            out.append(Example(obs["image"], obs["instruction"], (), target, episode))
+            out.append(
+                Example(
+                    obs["image"], obs["instruction"], (), target, episode, family=family, thought=scene_thought(obs)
+                )
+            )
             if rng.random() < s.captions:
-                out.append(Example(obs["image"], "", (), scene_caption(obs), episode, task="scene"))
+                out.append(Example(obs["image"], "", (), scene_caption(obs), episode, task="scene", family=family))
             bar.update()
         env.close()
     bar.close()
@@ -183,6 +214,8 @@ def save_examples(path: str | Path, examples: list[Example]) -> None:
             "episode": e.episode,
             "feedback": [list(f) for f in e.feedback],
             "task": e.task,
+            "family": e.family,
+            "thought": e.thought,
         }
         for e in examples
     ]
@@ -205,6 +238,8 @@ def load_examples(path: str | Path) -> list[Example]:
                 m["episode"],
                 tuple((int(at), str(text)) for at, text in m.get("feedback", [])),
                 m.get("task", "plan"),
+                m.get("family", ""),
+                m.get("thought", ""),
             )
             for img, m in zip(images, meta, strict=True)
         ]

@@ -24,6 +24,10 @@ from transformers import (
     LlavaProcessor,
 )
 
+# Set in a checkpoint's config by `train_planner` when it was trained to write a thought before each intent
+# (TrainSettings.think): VLMPlanner(think=None) then thinks with it.
+THINKS = "intentloop_think"
+
 
 def build_default_model(config: VLMModelConfig | None = None):
     """A randomly initialised tiny Llava and its processor; the same ``config.seed`` gives the same weights."""

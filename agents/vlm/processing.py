@@ -6,7 +6,12 @@ One prompt for training and inference::
     <image>Put the red block in the blue zone. history: pick(red_block) failed interrupted; user: no, the
         yellow one. next:
 
-What the user said during the episode sits in the history where it arrived (``user: <text>``).
+What the user said during the episode sits in the history where it arrived (``user: <text>``). A thinking
+planner (``planner.think``) is asked ``scene:`` instead of ``next:`` and writes a thought first::
+
+    <image>Clear the blue zone. history: none. scene:  ->  blue: red purple. orange: none. cyan: none.
+        holding: none. next: pick(purple_block)
+
 Training also asks ``<image>scene:`` for a description of the image (`scene_prompt`; agents/vlm/data.py).
 
 A checkpoint whose processor has a chat template gets the same text inside one user turn instead.
@@ -50,14 +55,19 @@ def outcome_text(outcome: IntentOutcome) -> str:
 
 
 def prompt_text(
-    instruction: str, history: Sequence[IntentOutcome], max_history: int, feedback: Sequence[tuple[int, str]] = ()
+    instruction: str,
+    history: Sequence[IntentOutcome],
+    max_history: int,
+    feedback: Sequence[tuple[int, str]] = (),
+    think: bool = False,
 ) -> str:
-    """The instruction, then the last ``max_history`` entries of the history: outcomes and user utterances."""
+    """The instruction, then the last ``max_history`` entries of the history: outcomes and user utterances; ends
+    with ``next:`` (the intent follows), or with ``think`` ``scene:`` (a thought, then ``next:`` and the intent)."""
     items = [(at, 1, f"{USER} {said}") for at, said in feedback]
     items += [(i + 1, 0, outcome_text(o)) for i, o in enumerate(history)]  # after outcome i, i + 1 came before
     entries = [text for *_, text in sorted(items)]
     shown = "; ".join(entries[-max_history:]) if max_history else ""
-    return f"{instruction} {HISTORY} {shown or NO_HISTORY}. {NEXT}"
+    return f"{instruction} {HISTORY} {shown or NO_HISTORY}. {SCENE if think else NEXT}"
 
 
 def build_prompt(
@@ -66,9 +76,10 @@ def build_prompt(
     history: Sequence[IntentOutcome],
     max_history: int = 12,
     feedback: Sequence[tuple[int, str]] = (),
+    think: bool = False,
 ) -> str:
     """The full prompt string, image placeholder included, for ``processor``."""
-    text = prompt_text(instruction, history, max_history, feedback)
+    text = prompt_text(instruction, history, max_history, feedback, think)
     if getattr(processor, "chat_template", None):
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
         return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)

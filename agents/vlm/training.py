@@ -22,7 +22,8 @@ import torch
 from intentloop.agents.vlm.configuration import TrainSettings
 from intentloop.agents.vlm.constrained import IntentTrie, valid_intents
 from intentloop.agents.vlm.data import Example
-from intentloop.agents.vlm.processing import build_prompt, scene_prompt
+from intentloop.agents.vlm.modeling import THINKS
+from intentloop.agents.vlm.processing import NEXT, build_prompt, scene_prompt
 from intentloop.envs import language
 from intentloop.envs.intents import Intent, parse_intent
 from intentloop.envs.scene import BLOCKS, ZONES
@@ -136,6 +137,16 @@ def garble(text: str, rng: np.random.Generator) -> str:
     return text[: i + 1] + text[i:] if rng.random() < 0.5 else text[:i] + other + text[i + 1 :]  # double or replace
 
 
+def _thought_ids(tok, e: Example) -> torch.Tensor:
+    """The labels a thinking planner writes before the intent: ``<thought> next:``."""
+    if not e.thought:
+        raise ValueError(
+            "train.think needs examples with thoughts (collected by agents/vlm/data.py since planner v6); "
+            "this data has none: collect it again"
+        )
+    return torch.tensor(tok(f"{e.thought} {NEXT}", add_special_tokens=False)["input_ids"])
+
+
 def make_batch(
     processor,
     examples: list[Example],
@@ -145,12 +156,15 @@ def make_batch(
     seen: set | None = None,
     word_noise: float = 0.0,
     trie: IntentTrie | None = None,
+    think: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Model inputs with ``labels``: (B, T) ids, mask and labels, plus the processor's image tensors.
     ``arg_noise``, ``rng`` and ``seen`` (compositions of the training targets): see `_target`; with probability
     ``word_noise`` an instruction is `garble`d first. With ``trie`` (`intent_trie`), also ``choices``: (B, T, V)
     bool, the tokens the intent grammar allowed at each label position where it allowed more than one
-    (`smoothed_loss`); pop it before calling the model."""
+    (`smoothed_loss`); pop it before calling the model. With ``think``, a planning example is asked for a
+    thought first (`build_prompt`): the labels are its thought (`agents.vlm.data.scene_thought`), ``next:`` and the
+    intent."""
     tok = processor.tokenizer
     eos = [] if tok.eos_token_id is None else [tok.eos_token_id]
     rows, images = [], []
@@ -160,28 +174,32 @@ def make_batch(
             garble(e.instruction, rng) if plan and rng is not None and rng.random() < word_noise else e.instruction
         )
         prompt = (
-            build_prompt(processor, instruction, e.history, max_history, e.feedback)
+            build_prompt(processor, instruction, e.history, max_history, e.feedback, think)
             if plan
             else scene_prompt(processor)
         )
         enc = processor(text=[prompt], images=[[e.image]], return_tensors="pt")
         noise = arg_noise if plan else 0.0
-        rows.append((enc.pop("input_ids")[0], *_target(tok, e.target, eos, noise, rng, seen or set())))
+        given, target = _target(tok, e.target, eos, noise, rng, seen or set())
+        thought = _thought_ids(tok, e) if plan and think else torch.zeros(0, dtype=torch.long)
+        rows.append((enc.pop("input_ids")[0], thought, given, target))
         enc.pop("attention_mask", None)
         images.append(enc)
-    width = max(len(p) + len(t) for p, t, _ in rows)
+    width = max(len(p) + len(th) + len(t) for p, th, t, _ in rows)
     choices = torch.zeros((len(rows), width, len(tok)), dtype=torch.bool) if trie is not None else None
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
     labels = torch.full((len(rows), width), -100, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for r, (prompt, target_in, target) in enumerate(rows):
-        n = len(prompt) + len(target)
-        ids[r, :n], mask[r, :n], labels[r, len(prompt) : n] = torch.cat([prompt, target_in]), 1, target
+    for r, (prompt, thought, target_in, target) in enumerate(rows):
+        start = len(prompt) + len(thought)  # where the intent begins
+        n = start + len(target)
+        ids[r, :n], mask[r, :n] = torch.cat([prompt, thought, target_in]), 1
+        labels[r, len(prompt) : n] = torch.cat([thought, target])
         if choices is not None and examples[r].task == "plan":
             for k, allowed in enumerate(_open_choices(trie, target_in)):
                 if allowed is not None:
-                    choices[r, len(prompt) + k, allowed] = True
+                    choices[r, start + k, allowed] = True
     extra = {k: torch.cat([x[k] for x in images]) for k in images[0]}
     out = {"input_ids": ids, "attention_mask": mask, "labels": labels, **extra}
     return out if choices is None else {**out, "choices": choices}
@@ -196,13 +214,15 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]
 
 
 @torch.no_grad()
-def evaluate_examples(model, processor, examples: list[Example], max_history: int = 12, batch_size: int = 64) -> dict:
-    """Mean loss, token accuracy and exact match over ``examples``."""
+def evaluate_examples(
+    model, processor, examples: list[Example], max_history: int = 12, batch_size: int = 64, think: bool = False
+) -> dict:
+    """Mean loss, token accuracy and exact match over ``examples`` (with ``think``: of thought and intent)."""
     was_training, totals, n = model.training, np.zeros(3), 0
     model.eval()
     for i in range(0, len(examples), batch_size):
         chunk = examples[i : i + batch_size]
-        batch = make_batch(processor, chunk, max_history)
+        batch = make_batch(processor, chunk, max_history, think=think)
         out = model(**batch)
         totals += len(chunk) * np.array([float(out.loss), *_accuracy(out.logits, batch["labels"])])
         n += len(chunk)
@@ -270,9 +290,8 @@ def train_planner(
     running, metrics, start = [], {}, time.monotonic()
     bar = tqdm(range(s.steps), desc="train planner", unit="step", disable=not progress)
     for step in bar:
-        batch = make_batch(
-            processor, [train[i] for i in next(batches)], s.max_history, s.arg_noise, rng, seen, s.word_noise, trie
-        )
+        chosen = [train[i] for i in next(batches)]
+        batch = make_batch(processor, chosen, s.max_history, s.arg_noise, rng, seen, s.word_noise, trie, s.think)
         running.append(_train_step(model, batch, optimizer, s.grad_clip, s.arg_smoothing))
         schedule.step()
         out_of_time = s.max_minutes is not None and time.monotonic() - start > 60 * s.max_minutes
@@ -285,7 +304,7 @@ def train_planner(
             bar.set_postfix(loss=f"{train_metrics[LOSS]:.3f}", exact=f"{train_metrics[EXACT_MATCH]:.2f}")
         if val and ((step + 1) % s.eval_every == 0 or last):
             for prefix, chosen in val_sets.items():
-                val_metrics = evaluate_examples(model, processor, chosen, s.max_history)
+                val_metrics = evaluate_examples(model, processor, chosen, s.max_history, think=s.think)
                 _log(writer, prefix, val_metrics, step + 1)
                 metrics.update({f"{prefix}/{k}": v for k, v in val_metrics.items()})
         if out_of_time:
@@ -293,6 +312,7 @@ def train_planner(
     bar.close()
     writer.close()
     model.eval()
+    setattr(model.config, THINKS, s.think)  # so a planner made from the checkpoint asks for what it learned
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)

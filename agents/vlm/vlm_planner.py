@@ -7,6 +7,8 @@ It reads only what a robot has: ``inp.instruction``, ``inp.image`` and ``inp.his
     planner = VLMPlanner(model_path="runs/.../planner")     # any local image-text-to-text checkpoint
     planner = VLMPlanner(model_path="shipped")              # the trained planner the package ships
     planner.plan(PlannerInput(instruction, image, history)) # -> "place(red_block, blue_zone)"
+    planner = VLMPlanner(model_path=..., think=True)         # a thought first (a model trained with train.think)
+    planner.last_thoughts                                   # -> ["blue: red. orange: none. ... holding: none."]
 """
 
 from __future__ import annotations
@@ -17,9 +19,15 @@ from pathlib import Path
 import torch
 from intentloop.agents.planner import PlannerInput, refused_since_last_run
 from intentloop.agents.vlm.configuration import VLMModelConfig
-from intentloop.agents.vlm.constrained import IntentComplete, IntentConstraint, IntentTrie, valid_intents
-from intentloop.agents.vlm.modeling import build_default_model, load_model
-from intentloop.agents.vlm.processing import build_prompt, check_image, encode
+from intentloop.agents.vlm.constrained import (
+    IntentComplete,
+    IntentConstraint,
+    IntentTrie,
+    split_thought,
+    valid_intents,
+)
+from intentloop.agents.vlm.modeling import THINKS, build_default_model, load_model
+from intentloop.agents.vlm.processing import NEXT, build_prompt, check_image, encode
 from intentloop.envs.scene import BLOCKS, ZONES
 from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
@@ -27,7 +35,10 @@ from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteria
 class VLMPlanner:
     """Greedy by default; ``temperature > 0`` samples (for exploration), still only over valid intents. With
     ``avoid_refused`` (default) decoding also leaves out the intents refused since the last one that ran
-    (`refused_since_last_run`): nothing has moved, so they would be refused again."""
+    (`refused_since_last_run`): nothing has moved, so they would be refused again. With ``think`` the model first
+    writes a thought (at most ``max_thought`` tokens, free text up to ``next:``), then the constrained intent;
+    ``last_thoughts`` holds the thoughts of the last call (empty strings without ``think``). ``think=None`` (the
+    default) thinks if the checkpoint was trained to (``train.think``; its config's ``intentloop_think``)."""
 
     name = "vlm"
 
@@ -38,6 +49,8 @@ class VLMPlanner:
         temperature: float = 0.0,
         max_history: int = 12,
         avoid_refused: bool = True,
+        think: bool | None = None,
+        max_thought: int = 48,
         model_config: VLMModelConfig | None = None,
         blocks: Sequence[str] = BLOCKS,
         zones: Sequence[str] = ZONES,
@@ -53,9 +66,17 @@ class VLMPlanner:
             model, processor = load_model(model_path) if model_path else build_default_model(model_config)
         self.model, self.processor, self.device = model.to(device).eval(), processor, device
         self.temperature, self.max_history, self.avoid_refused = temperature, max_history, avoid_refused
+        if max_thought < 1:
+            raise ValueError(f"`max_thought` must be >= 1 token. Got {max_thought}.")
+        if think is None:  # as the checkpoint was trained (train_planner records it in the model's config)
+            think = bool(getattr(model.config, THINKS, False))
+        self.think, self.max_thought, self.last_thoughts = think, max_thought, []
         tok = processor.tokenizer
         tok.padding_side = "left"  # every prompt of a batch ends where generation starts
         self.trie = IntentTrie(tok, valid_intents(tuple(blocks), tuple(zones)))
+        self.marker = tuple(tok(NEXT, add_special_tokens=False)["input_ids"]) if think else None
+        image_token = tok.convert_tokens_to_ids(processor.image_token) if hasattr(processor, "image_token") else None
+        self.special = tuple(t for t in (tok.bos_token_id, tok.unk_token_id, image_token) if t is not None)
         # Decoding is the planner's: a checkpoint's own generation defaults (penalties, top-k...) do not apply.
         self.model.generation_config = GenerationConfig(
             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=self.trie.pad
@@ -72,6 +93,8 @@ class VLMPlanner:
             temperature=getattr(cfg, "temperature", 0.0),
             max_history=getattr(cfg, "max_history", 12),
             avoid_refused=getattr(cfg, "avoid_refused", True),
+            think=getattr(cfg, "think", None),
+            max_thought=getattr(cfg, "max_thought", 48),
             model_config=model,
             device=getattr(cfg, "device", "cpu"),
         )
@@ -87,19 +110,27 @@ class VLMPlanner:
         """One intent per input, decoded together (left-padded batch)."""
         if not inputs:
             return []
-        prompts = [build_prompt(self.processor, i.instruction, i.history, self.max_history, i.feedback) for i in inputs]
+        prompts = [
+            build_prompt(self.processor, i.instruction, i.history, self.max_history, i.feedback, self.think)
+            for i in inputs
+        ]
         batch = encode(self.processor, prompts, [check_image(i.image) for i in inputs]).to(self.device)
         n = batch["input_ids"].shape[1]
         sampling = {"do_sample": True, "temperature": self.temperature} if self.temperature > 0 else {}
         banned = [refused_since_last_run(i.history) for i in inputs] if self.avoid_refused else None
+        thought_len = self.max_thought + len(self.marker) if self.think else 0
+        constraint = IntentConstraint(self.trie, n, banned, self.marker, self.max_thought, self.special)
         out = self.model.generate(
             **batch,
-            max_new_tokens=self.trie.max_len + 1,
-            logits_processor=LogitsProcessorList([IntentConstraint(self.trie, n, banned)]),
-            stopping_criteria=StoppingCriteriaList([IntentComplete(self.trie, n)]),
+            max_new_tokens=thought_len + self.trie.max_len + 1,
+            logits_processor=LogitsProcessorList([constraint]),
+            stopping_criteria=StoppingCriteriaList([IntentComplete(self.trie, n, self.marker)]),
             **sampling,
         )
-        return [self.trie.decode(row) for row in out[:, n:].tolist()]
+        rows = [split_thought(row, self.marker) for row in out[:, n:].tolist()]
+        tok = self.processor.tokenizer
+        self.last_thoughts = [tok.decode(thought, skip_special_tokens=True) for thought, _ in rows]
+        return [self.trie.decode(intent) for _, intent in rows]
 
     def save_pretrained(self, path: str | Path) -> None:
         """Model and processor, readable by ``VLMPlanner(model_path=path)`` and by transformers' Auto classes."""
