@@ -303,6 +303,40 @@ def test_another_architecture_with_a_bpe_tokenizer_loads_by_path_and_plans_valid
     assert len(set(outputs)) > 10
 
 
+CHAT = (
+    "{% for m in messages %}user: {% for c in m['content'] %}{% if c['type'] == 'image' %}<image>{% else %}"
+    "{{ c['text'] }}{% endif %}{% endfor %}{% endfor %}{% if add_generation_prompt %} answer:{% endif %}"
+)
+
+
+def test_a_checkpoint_with_a_chat_template_gets_the_prompt_inside_its_turn_for_planning_and_training(
+    tmp_path, test_seed
+):
+    """A processor with a chat template: the planner's text goes inside one user turn with the image, and the
+    same prompt is what training teacher-forces (the labels start right after the template's generation cue)."""
+    from intentloop.agents.vlm.data import Example
+    from intentloop.agents.vlm.processing import build_prompt, scene_prompt
+    from intentloop.agents.vlm.training import make_batch
+
+    model, processor = build_default_model(tiny_config(test_seed))
+    processor.chat_template = CHAT
+    said = [IntentOutcome("pick(red_block)", True, 9, "achieved")]
+    prompt = build_prompt(processor, "Clear the blue zone.", said, 12)
+    assert prompt == "user: <image>Clear the blue zone. history: pick(red_block) ok. next: answer:"
+    assert scene_prompt(processor) == "user: <image>scene: answer:"
+    image = np.zeros((TINY.image_size, TINY.image_size, 3), np.uint8)
+    batch = make_batch(processor, [Example(image, "Clear the blue zone.", tuple(said), "done()", 0)], 12)
+    tok, labels = processor.tokenizer, batch["labels"][0]
+    shown = tok.decode(batch["input_ids"][0][labels == -100], skip_special_tokens=True)
+    assert shown.replace(" ", "").endswith("next:answer:") and shown.replace(" ", "").startswith("user:")
+    assert tok.decode(labels[labels != -100], skip_special_tokens=True).replace(" ", "") == "done()"
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    planner = VLMPlanner(model_path=tmp_path)
+    assert planner.processor.chat_template == CHAT  # kept by save_pretrained, used by the loaded planner
+    assert_all_parse(planner.plan_batch(planner_inputs(12, seed=test_seed)))
+
+
 def test_save_pretrained_round_trip_gives_identical_outputs(tmp_path, test_seed):
     planner, inputs = tiny_planner(7 + test_seed), planner_inputs(30, seed=test_seed)
     planner.save_pretrained(tmp_path)
