@@ -61,6 +61,8 @@ class UpdateConfig:
     batch_size: int = 32
     lr: float = 3.0e-4
     warmup_steps: int = 20
+    arg_noise: float = 0.0  # as TrainSettings: match how the promoted planner was trained (shipped: 0.3)
+    arg_smoothing: float = 0.0  # as TrainSettings (shipped planner: 0.4); 0 lets held-out arguments sink again
     replay_ratio: float = 1.0  # replayed examples (earlier rounds + the oracle's) per new example
     max_per_composition: int | None = 300  # balance: examples kept per target composition (new data)
     oracle_splits: list[str] = field(default_factory=lambda: ["train"])  # splits whose errors the oracle corrects

@@ -1,11 +1,13 @@
-"""The main job on embedded defaults: the whole loop, small enough for a 2-core CPU machine (<= 10 minutes).
+"""The main job on embedded defaults: the whole loop, small enough for a 2-core CPU machine (<= 6 minutes).
 
 How to run:        intentloop demo
-Bigger:            intentloop demo rounds=3 collect.episodes=200 eval.episodes=50 init.train.steps=3000
+Bigger:            intentloop demo rounds=3 collect.episodes=200 eval.episodes=50
+From scratch:      intentloop demo init.planner=null init.train.steps=3000   (trains the default VLM first)
 Other backend:     intentloop demo backend=pybullet
 
-Stages (each with a progress bar): load the learned skills the package ships; collect oracle demonstrations
-on the train split and train the default VLM planner on them; evaluate it; run ``rounds`` self-training
+Stages (each with a progress bar): load the learned skills and the planner the package ships; collect oracle
+demonstrations on the train split (replayed in every update; with ``init.planner=null`` the default VLM
+planner is trained on them first); evaluate the planner; run ``rounds`` self-training
 rounds on a local Ray (collect with exploration, reflect, fine-tune with replay, evaluate, promote); write
 TensorBoard logs (per-round metrics and replays of the best and worst episodes); print a summary table of
 success / average chain length per split per round and the ``tensorboard`` command. It is
@@ -33,9 +35,14 @@ def main(cfg: DictConfig) -> list[dict]:
     c: SelfTrainConfig = OmegaConf.to_object(cfg)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     skills = c.skills.path or f"the {c.backend} skills shipped with the package"
+    planner = (
+        "the planner shipped with the package"
+        if c.init.planner == "shipped"
+        else c.init.planner
+        or f"the default VLM trained on {sum(c.init.data.episodes)} oracle episodes ({c.init.train.steps} steps)"
+    )
     print(
-        f"intentloop demo on {c.backend}: skills: {skills}; planner: the default VLM trained on "
-        f"{sum(c.init.data.episodes)} oracle episodes ({c.init.train.steps} steps); then {c.rounds} self-training "
+        f"intentloop demo on {c.backend}: skills: {skills}; planner: {planner}; then {c.rounds} self-training "
         f"rounds of {c.collect.episodes} episodes with {c.collect.workers} Ray collectors; run directory {run_dir}"
     )
     start = time.monotonic()

@@ -45,7 +45,7 @@ from hydra.core.hydra_config import HydraConfig
 from intentloop.agents.reflection import build_dataset, judge, summarize_judgements
 from intentloop.agents.vlm.configuration import TrainSettings
 from intentloop.agents.vlm.data import collect_examples, load_examples, save_examples, split_examples
-from intentloop.agents.vlm.modeling import build_default_model, checkpoint_folder, load_model
+from intentloop.agents.vlm.modeling import THINKS, build_default_model, checkpoint_folder, load_model
 from intentloop.agents.vlm.training import train_planner
 from intentloop.configs.self_train_schema import SelfTrainConfig
 from intentloop.envs.goal_tasks import GOAL_FAMILIES
@@ -130,6 +130,11 @@ class SelfTraining:
     def _train(self, init: str | None, train: list, val: list, out: Path, settings: TrainSettings, tb: str) -> dict:
         """Train (from ``init``, or a fresh default model) and save to ``out`` atomically."""
         model, processor = load_model(init) if init else build_default_model(self.c.planner.model)
+        if getattr(model.config, THINKS, False) and not settings.think:
+            raise NotImplementedError(
+                f"{init} writes a thought before each intent, and self-training has no thoughts to teach it "
+                "(reflection cannot read the scene's state): start from a planner trained without train.think"
+            )
         torch.set_num_threads(settings.threads)
         tmp = out.with_name(f".{out.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -238,6 +243,7 @@ class SelfTraining:
             settings = TrainSettings(
                 steps=u.steps, batch_size=u.batch_size, lr=u.lr, warmup_steps=min(u.warmup_steps, u.steps),
                 max_history=c.planner.max_history, threads=u.threads, seed=c.seed + r, eval_every=u.steps,
+                arg_noise=u.arg_noise, arg_smoothing=u.arg_smoothing,
             )  # fmt: skip
             candidate = str(rdir / "planner")
             update = self._train(promoted, new + replay, [], Path(candidate), settings, f"update/r{r:03d}")

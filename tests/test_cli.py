@@ -137,8 +137,14 @@ def test_unknown_config_key_is_caught_at_compose_time(tmp_path):
 def test_demo_runs_the_whole_loop_and_prints_a_summary_table(tmp_path):
     from test_self_train import TINY
 
-    proc = run("demo", *TINY, "rounds=1", "collect.episodes=2", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    with initialize_config_module("intentloop.configs", version_base="1.3"):
+        defaults = OmegaConf.to_object(compose("demo"))
+    assert defaults.init.planner == "shipped" and defaults.update.arg_smoothing > 0  # the demo starts competent
+    # from scratch (init.planner=null), tiny, so the training stage is exercised too
+    overrides = (*TINY, "init.planner=null", "rounds=1", "collect.episodes=2", f"hydra.run.dir={tmp_path}")
+    proc = run("demo", *overrides, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "planner: the default VLM trained on 5 oracle episodes" in proc.stdout
     assert "heldout/1" in proc.stdout and f"tensorboard --logdir {tmp_path / 'tb'}" in proc.stdout
     rows = json.loads((tmp_path / "summary.json").read_text())
     assert [r["round"] for r in rows] == [0, 1] and set(rows[1]["eval"]) == {"train/1", "heldout/1"}

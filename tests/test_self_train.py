@@ -178,6 +178,23 @@ def test_the_shipped_planner_starts_self_training_by_name(tmp_path):
         SelfTraining(self_train_config("init.planner=nowhere"), tmp_path / "other").initial_planner()
 
 
+def test_an_update_refuses_a_thinking_planner_with_one_sentence(tmp_path):
+    """Reflection has no thoughts to teach a planner trained to think (it cannot read the scene's state): the
+    update says so instead of training the thought away."""
+    from intentloop.agents.vlm.configuration import TrainSettings, VLMModelConfig
+    from intentloop.agents.vlm.modeling import THINKS, build_default_model
+    from intentloop.experiments.self_train import SelfTraining
+
+    run = SelfTraining(self_train_config(), tmp_path / "run")
+    model, processor = build_default_model(VLMModelConfig(image_size=48, patch_size=12, text_layers=1))
+    setattr(model.config, THINKS, True)
+    model.save_pretrained(tmp_path / "thinker")
+    processor.save_pretrained(tmp_path / "thinker")
+    with pytest.raises(NotImplementedError, match="writes a thought before each intent") as e:
+        run._train(str(tmp_path / "thinker"), [], [], tmp_path / "out", TrainSettings(steps=1), "x")
+    assert "\n" not in str(e.value) and not (tmp_path / "out").exists()
+
+
 def test_goal_level_families_join_practice_and_evaluation_as_sets_of_their_own():
     jobs = practice_jobs(2, 12, ["train", "heldout"], [1, 5], ["clear", "swap"])
     assert [(j.task, j.split, j.chain_length) for j in jobs[:8]] == [
