@@ -214,3 +214,41 @@ def test_backends_agree_on_task_layout_spaces_and_judgement(test_seed):
         ]
     for env in envs.values():
         env.close()
+
+
+ASYNC = {"shared_memory": False, "context": "spawn"}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_vectorized_tabletop_keeps_each_sub_envs_scene_and_instruction_sync_and_async(backend):
+    """`gymnasium.make_vec`, sync and async. Async as the README says: without shared memory (gymnasium's
+    shared-memory buffers read a Text observation once, so every instruction comes back as one placeholder)
+    and spawned (a forked MuJoCo EGL renderer hangs)."""
+    singles = [gym.make("intentloop/Tabletop-v0", backend=backend, image_size=32).reset(seed=s)[0] for s in (3, 4)]
+    assert singles[0]["instruction"] != singles[1]["instruction"]
+    for mode, kwargs in (("sync", {}), ("async", ASYNC)):
+        envs = gym.make_vec("intentloop/Tabletop-v0", 2, mode, vector_kwargs=kwargs, backend=backend, image_size=32)
+        obs, info = envs.reset(seed=[3, 4])
+        assert list(obs["instruction"]) == [o["instruction"] for o in singles], mode
+        assert all(np.array_equal(obs["image"][i], singles[i]["image"]) for i in (0, 1))
+        assert list(info["n_subgoals"]) == [len(t.intents) for t in info["task"]]
+        obs, reward, terminated, truncated, _ = envs.step(np.zeros((2, 4), np.float32))
+        assert obs["image"].shape == (2, 32, 32, 3) and obs["proprio"].shape == (2, 7)
+        assert not terminated.any() and not truncated.any()
+        envs.close()
+
+
+def test_a_vectorized_skill_env_resets_a_finished_sub_env_on_the_next_step():
+    """Gymnasium's default autoreset (next step): the step after a sub-env's truncation returns its reset
+    observation with reward 0 and no done flag, while the other sub-env carries on."""
+    envs = gym.make_vec("intentloop/Pick-v0", 2, "async", vector_kwargs=ASYNC)
+    envs.reset(seed=[0, 1])
+    zero = np.zeros((2, *envs.single_action_space.shape), np.float32)
+    for step in range(1, 51):  # noqa: B007  (read after the loop)
+        _, _, terminated, truncated, _ = envs.step(zero)
+        if terminated.any() or truncated.any():
+            break
+    assert truncated.all() and step == 50  # the time limit of the skill envs, for both
+    _, reward, terminated, truncated, _ = envs.step(zero)
+    assert (reward == 0).all() and not terminated.any() and not truncated.any()
+    envs.close()
