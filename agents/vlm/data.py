@@ -57,19 +57,26 @@ def _colour(name: str) -> str:
     return name.split("_")[0]
 
 
+def _places(obs: dict) -> tuple[list[tuple[str, list[str]]], list[str], str]:
+    """(each zone's colour and the colours of the blocks in it, bottom to top; the stacks as "top on base"; the
+    held block's colour or "none"), from privileged state."""
+    held, zones = G.carrying(obs), []
+    for z in ZONES:
+        inside = sorted((b for b in BLOCKS if G.over(obs, b, z) and b != held), key=lambda b: P.block_pos(obs, b)[2])
+        zones.append((_colour(z), [_colour(b) for b in inside]))
+    stacks = [f"{_colour(b)} on {_colour(base)}" for b in BLOCKS if b != held and (base := G.base_of(obs, b))]
+    return zones, stacks, _colour(held) if held else "none"
+
+
 def scene_caption(obs: dict) -> str:
     """The scene in words from privileged state, a training label only::
 
     blue zone: red. orange zone: none. cyan zone: green yellow. stacks: yellow on green. holding: none.
     left to right: green red purple yellow. near to far: red green purple yellow.
     """
-    held = G.carrying(obs)
-    words = []
-    for z in ZONES:
-        inside = sorted((b for b in BLOCKS if G.over(obs, b, z) and b != held), key=lambda b: P.block_pos(obs, b)[2])
-        words.append(f"{_colour(z)} zone: {' '.join(map(_colour, inside)) or 'none'}.")
-    stacks = [f"{_colour(b)} on {_colour(base)}" for b in BLOCKS if b != held and (base := G.base_of(obs, b))]
-    words.append(f"stacks: {', '.join(stacks) or 'none'}. holding: {_colour(held) if held else 'none'}.")
+    zones, stacks, held = _places(obs)
+    words = [f"{z} zone: {' '.join(inside) or 'none'}." for z, inside in zones]
+    words.append(f"stacks: {', '.join(stacks) or 'none'}. holding: {held}.")
     for what, axis in (("left to right:", 0), ("near to far:", 1)):
         words.append(f"{what} {' '.join(_colour(b) for b in sorted(BLOCKS, key=lambda b: P.block_pos(obs, b)[axis]))}.")
     return " ".join(words)
@@ -84,14 +91,10 @@ def scene_thought(obs: dict) -> str:
     Short on purpose (17 tokens with the default tokenizer, 4 more per stack): every token is one more decoding
     step per intent. It names the facts the planner most often gets wrong while its own full caption is right
     (planner v5: ``done()`` with a block still in the zone to clear)."""
-    held = G.carrying(obs)
-    words = []
-    for z in ZONES:
-        inside = sorted((b for b in BLOCKS if G.over(obs, b, z) and b != held), key=lambda b: P.block_pos(obs, b)[2])
-        words.append(f"{_colour(z)}: {' '.join(map(_colour, inside)) or 'none'}.")
-    stacks = [f"{_colour(b)} on {_colour(base)}" for b in BLOCKS if b != held and (base := G.base_of(obs, b))]
-    stacks = [f"stacks: {', '.join(stacks)}."] if stacks else []  # only when there are: most scenes have none
-    return " ".join([*words, *stacks, f"holding: {_colour(held) if held else 'none'}."])
+    zones, stacks, held = _places(obs)
+    words = [f"{z}: {' '.join(inside) or 'none'}." for z, inside in zones]
+    stacked = [f"stacks: {', '.join(stacks)}."] if stacks else []  # only when there are: most scenes have none
+    return " ".join([*words, *stacked, f"holding: {held}."])
 
 
 class _Teacher:
