@@ -9,9 +9,11 @@ Stages (each with a progress bar): load the learned skills and the planner the p
 demonstrations on the train split (replayed in every update; with ``init.planner=null`` the default VLM
 planner is trained on them first); evaluate the planner; run ``rounds`` self-training
 rounds on a local Ray (collect with exploration, reflect, fine-tune with replay, evaluate, promote); write
-TensorBoard logs (per-round metrics and replays of the best and worst episodes); print a summary table of
-success / average chain length per split per round and the ``tensorboard`` command. It is
-``intentloop self-train`` with smaller defaults (configs/demo.yaml): every key of that app works here.
+TensorBoard logs (per-round metrics and replays of the best and worst episodes) and ``report.html``
+(experiments/report.py: success per round with 95% intervals, failures by cause, animated replays); print a
+summary table of success / average chain length per split per round, one line on whether the loop improved,
+the report's path and the ``tensorboard`` command. It is ``intentloop self-train`` with smaller defaults
+(configs/demo.yaml): every key of that app works here.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import intentloop.configs.self_train_schema  # noqa: F401  (registers the config
 from hydra.core.hydra_config import HydraConfig
 from intentloop.configs.self_train_schema import SelfTrainConfig
 from intentloop.experiments.common import user_errors
+from intentloop.experiments.report import verdict, write_report
 from intentloop.experiments.self_train import SelfTraining, table
 from omegaconf import DictConfig, OmegaConf
 
@@ -54,7 +57,10 @@ def main(cfg: DictConfig) -> list[dict]:
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print("\nsuccess rate / average chain length per evaluation set (split/intents), per round:")
     print(table(history))
-    print(f"\ndone in {time.monotonic() - start:.0f} s; wrote {run_dir / 'summary.json'}")
+    report = write_report(run_dir, history)
+    print(f"\n{verdict(history)}")
+    print(f"done in {time.monotonic() - start:.0f} s; wrote {run_dir / 'summary.json'}")
+    print(f"the report (plots, failures, replays): {report}")
     print(f"view the runs and replays: tensorboard --logdir {run_dir / 'tb'}")
     return history
 

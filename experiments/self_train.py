@@ -54,6 +54,7 @@ from intentloop.experiments.collect import collect
 from intentloop.experiments.common import start_ray, user_errors
 from intentloop.experiments.episode_store import read_store
 from intentloop.experiments.replay import write_replay
+from intentloop.experiments.report import verdict, write_report
 from intentloop.experiments.rounds import (
     best_families,
     check_seeds,
@@ -395,7 +396,8 @@ def main(cfg: DictConfig) -> list[dict]:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     history = SelfTraining(c, run_dir).run()
     print(table(history))
-    print(f"wrote {run_dir / 'metrics.json'}\nview it: tensorboard --logdir {run_dir / 'tb'}")
+    print(f"\n{verdict(history)}\nwrote {run_dir / 'metrics.json'} and the report {write_report(run_dir, history)}")
+    print(f"view the runs and replays: tensorboard --logdir {run_dir / 'tb'}")
     return history
 
 

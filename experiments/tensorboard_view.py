@@ -108,6 +108,7 @@ def chromium(width: int = 1280, height: int = 900) -> Iterator:
             f"--user-data-dir={profile}",
         ):
             options.add_argument(flag)
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console messages: driver.get_log
         driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
         try:
             yield driver
