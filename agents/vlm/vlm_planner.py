@@ -13,6 +13,7 @@ It reads only what a robot has: ``inp.instruction``, ``inp.image`` and ``inp.his
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -129,7 +130,9 @@ class VLMPlanner:
         )
         rows = [split_thought(row, self.marker) for row in out[:, n:].tolist()]
         tok = self.processor.tokenizer
-        self.last_thoughts = [tok.decode(thought, skip_special_tokens=True) for thought, _ in rows]
+        # a word-level tokenizer decodes "blue : red ." (spaces between all tokens): punctuation sits back on its word
+        texts = [tok.decode(thought, skip_special_tokens=True) for thought, _ in rows]
+        self.last_thoughts = [re.sub(r" +([:.,;])", r"\1", t) for t in texts]
         return [self.trie.decode(intent) for _, intent in rows]
 
     def save_pretrained(self, path: str | Path) -> None:
