@@ -76,11 +76,12 @@ class PlannerServer:
         _one_thread()
         self.planner, self.wait_s, self.queue, self.batches = make_planner(_config(planner)), wait_s, [], []
 
-    async def plan(self, instruction: str, image, history: list) -> str:
+    async def plan(self, instruction: str, image, history: list, feedback: list = ()) -> tuple[str, str]:
+        """(the intent, the planner's thought or "") for what a robot has: the user's words included."""
         from intentloop.agents.planner import PlannerInput
 
         future = asyncio.get_running_loop().create_future()
-        self.queue.append((PlannerInput(instruction, image, history), future))
+        self.queue.append((PlannerInput(instruction, image, history, feedback=list(feedback)), future))
         if len(self.queue) == 1:
             asyncio.get_running_loop().create_task(self._flush())
         return await future
@@ -89,14 +90,20 @@ class PlannerServer:
         await asyncio.sleep(self.wait_s)  # let the requests that arrive together join the batch
         batch, self.queue = self.queue, []
         try:
-            texts = self.planner.plan_batch([inp for inp, _ in batch])
+            inputs = [inp for inp, _ in batch]
+            batched = getattr(self.planner, "plan_batch", None)  # the VLM decodes a batch together; others one by one
+            texts = batched(inputs) if batched else [self.planner.plan(inp) for inp in inputs]
         except Exception as err:  # noqa: BLE001  (handed to every caller of the batch)
             for _, future in batch:
                 future.set_exception(err)
             return
         self.batches.append(len(batch))
-        for (_, future), text in zip(batch, texts, strict=True):
-            future.set_result(text)
+        thoughts = getattr(self.planner, "last_thoughts", None) or [""] * len(texts)
+        for (_, future), text, thought in zip(batch, texts, thoughts, strict=True):
+            future.set_result((text, thought))
+
+    def thinks(self) -> bool:
+        return bool(getattr(self.planner, "think", False))
 
     def stats(self) -> dict:
         return {"calls": sum(self.batches), "batches": len(self.batches), "max_batch": max(self.batches, default=0)}
@@ -107,12 +114,17 @@ class RemotePlanner:
 
     def __init__(self, server, name: str):
         self.server, self.name = server, name
+        self.think, self.last_thoughts = ray.get(server.thinks.remote()), []  # the agent records thoughts
 
     def reset(self) -> None:
         pass
 
     def plan(self, inp) -> str:
-        return ray.get(self.server.plan.remote(inp.instruction, inp.image, list(inp.history)))
+        text, thought = ray.get(
+            self.server.plan.remote(inp.instruction, inp.image, list(inp.history), list(inp.feedback))
+        )
+        self.last_thoughts = [thought]
+        return text
 
 
 @ray.remote(num_cpus=1)

@@ -92,6 +92,20 @@ def test_the_vlm_planner_is_served_by_one_batching_actor(tmp_path, local_ray):
     image = np.zeros((32, 32, 3), np.uint8)
     texts = ray.get([server.plan.remote(f"Pick up the {c} block.", image, []) for c in ("red", "blue")], timeout=60)
     assert len(texts) == 2 and ray.get(server.stats.remote()) == {"calls": 2, "batches": 1, "max_batch": 2}
+    assert [thought for _, thought in texts] == ["", ""] and not ray.get(server.thinks.remote())
+
+
+def test_the_served_planner_hears_what_the_user_said(local_ray):
+    """A correction reaches a served planner as it reaches a local one (the blind baseline acts on it)."""
+    from intentloop.agents import IntentOutcome, PlannerInput, make_planner
+    from intentloop.experiments.collect import RemotePlanner
+
+    history = [IntentOutcome("pick(red_block)", False, 3, "interrupted")]
+    said = [(1, "no, the yellow one")]
+    inp = PlannerInput("Put the red block in the blue zone.", np.zeros((32, 32, 3), np.uint8), history, feedback=said)
+    local, served = make_planner("text"), RemotePlanner(PlannerServer.remote({"name": "text"}), "text")
+    assert served.plan(inp) == local.plan(inp) != local.plan(PlannerInput(inp.instruction, inp.image, history))
+    assert served.think is False and served.last_thoughts == [""]
 
 
 def test_bad_input_fails_with_one_sentence():
