@@ -47,13 +47,18 @@ def annotate(frame: np.ndarray, step: int, intent: str, outcome: str | None, ok:
     return img
 
 
-def gif_summary(tag: str, frames: list[np.ndarray], fps: int) -> Summary:
-    """An animated-GIF image summary: TensorBoard plays it in the Images tab (no video codec needed)."""
+def gif_bytes(frames: list[np.ndarray], fps: int) -> bytes:
+    """``frames`` as one animated GIF, looping."""
     images = [Image.fromarray(f) for f in frames]
     buf = io.BytesIO()
     images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    return buf.getvalue()
+
+
+def gif_summary(tag: str, frames: list[np.ndarray], fps: int) -> Summary:
+    """An animated-GIF image summary: TensorBoard plays it in the Images tab (no video codec needed)."""
     h, w = frames[0].shape[:2]
-    image = Summary.Image(height=h, width=w, colorspace=3, encoded_image_string=buf.getvalue())
+    image = Summary.Image(height=h, width=w, colorspace=3, encoded_image_string=gif_bytes(frames, fps))
     return Summary(value=[Summary.Value(tag=tag, image=image)])
 
 
@@ -66,18 +71,22 @@ def segment_labels(episode: dict, step: int) -> tuple[str, str | None, bool | No
     return outcome["intent"], text, outcome["success"]
 
 
+def annotated_frames(episode: dict, scale: int) -> list[np.ndarray]:
+    """Every camera frame of ``episode`` (a store row), upscaled, with its step, intent and outcome drawn."""
+    return [annotate(decode_png(f), t, *segment_labels(episode, t), scale) for t, f in enumerate(episode["frames"])]
+
+
 def write_replay(episode: dict, logdir: str, fps: int = 10, scale: int = 3) -> str:
     """Write ``episode`` (a store row) to TensorBoard under ``logdir``; returns the tag prefix."""
     if not episode["frames"]:
         raise ValueError(f"episode {episode['episode_id']} has no frames (recorded with env.image=false?)")
     prefix = f"replay/{episode['episode_id']}"
-    frames = [decode_png(f) for f in episode["frames"]]
-    annotated = [annotate(f, t, *segment_labels(episode, t), scale) for t, f in enumerate(frames)]
+    annotated = annotated_frames(episode, scale)
     writer = SummaryWriter(logdir)
     writer.file_writer.add_summary(gif_summary(f"{prefix}/video", annotated, fps), 0)
     segment = episode["segment"]
     starts = [0] + [t for t in range(1, len(segment)) if segment[t] != segment[t - 1]]  # frame t precedes step t
-    for k, t in enumerate([*starts, len(frames) - 1]):
+    for k, t in enumerate([*starts, len(annotated) - 1]):
         writer.add_image(f"{prefix}/key_frames", annotated[t], k, dataformats="HWC")
     for t, (reward, proprio, distance) in enumerate(
         zip(episode["rewards"], episode["proprio"][1:], episode["goal_distance"], strict=True), start=1

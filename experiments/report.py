@@ -7,7 +7,7 @@ The page holds: one sentence saying whether the loop improved held-out success a
 held; success per round and evaluation set with Wilson 95% intervals (an inline SVG chart, and the table);
 the failures of each round's practice episodes by cause (reflection's attribution); and the best and the
 worst practice episode of the last round that collected any, as animated GIFs with the step, the intent and
-its outcome drawn on every frame (`intentloop.experiments.replay.annotate`). Everything is inline: the page
+its outcome drawn on every frame (`intentloop.experiments.replay.annotated_frames`). Everything is inline: the page
 opens from disk with no server and no network.
 """
 
@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from pathlib import Path
 
-from intentloop.experiments.episode_store import decode_png, read_store
+from intentloop.experiments.episode_store import read_store
 from intentloop.experiments.evaluation import wilson
-from intentloop.experiments.replay import annotate, segment_labels
-from PIL import Image
+from intentloop.experiments.replay import annotated_frames, gif_bytes
 
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
 
@@ -43,20 +41,15 @@ def verdict(history: list[dict]) -> str:
     if not promoted:
         return f"No round was promoted: the round-0 planner is kept ({len(history) - 1} rounds tried)."
     held = [k for k in first if k.startswith("heldout")]
-    gains = {k: last[k]["success_rate"] - first[k]["success_rate"] for k in held}
     drops = [first[k]["success_rate"] - last[k]["success_rate"] for k in first if k.startswith("train")]
-    best = max(gains, key=gains.get) if gains else None
-    rise = (
-        f"held-out success {' / '.join(f'{k} {gains[k]:+.2f}' for k in held)}"
-        + (
-            f" ({best}: {first[best]['success_rate']:.2f} -> {last[best]['success_rate']:.2f}, outside its "
-            f"95% interval)"
-            if best and _interval(last[best])[0] > _interval(first[best])[1]
-            else ""
-        )
-        if held
-        else "no held-out set evaluated"
-    )
+    rise = "no held-out set evaluated"
+    if held:
+        gains = {k: last[k]["success_rate"] - first[k]["success_rate"] for k in held}
+        rise = f"held-out success {' / '.join(f'{k} {gains[k]:+.2f}' for k in held)}"
+        best = max(gains, key=gains.get)
+        if _interval(last[best])[0] > _interval(first[best])[1]:  # the two 95% intervals do not overlap
+            was, now = first[best]["success_rate"], last[best]["success_rate"]
+            rise += f" ({best}: {was:.2f} -> {now:.2f}, outside its 95% interval)"
     forgot = max(drops, default=0.0)
     kept = "the train sets held" if forgot <= 0.01 else f"a train set fell {forgot:.2f}"
     rounds = f"Round {promoted[0]}" if len(promoted) == 1 else f"Rounds {', '.join(map(str, promoted))}"
@@ -123,15 +116,6 @@ def _failures(history: list[dict]) -> str:
     return f"<table><tr><th>round</th><th>episodes</th>{head}</tr>{''.join(rows)}</table>"
 
 
-def gif(episode: dict, fps: int = 8, scale: int = 3) -> bytes:
-    """The episode's camera frames as an animated GIF, the step, intent and outcome drawn on each."""
-    frames = [annotate(decode_png(f), t, *segment_labels(episode, t), scale) for t, f in enumerate(episode["frames"])]
-    images = [Image.fromarray(f) for f in frames]
-    buf = io.BytesIO()
-    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
-    return buf.getvalue()
-
-
 def _episodes(run_dir: Path, history: list[dict]) -> str:
     """The best and the worst practice episode of the last round that collected any (by subgoals reached)."""
     for m in reversed(history):
@@ -145,7 +129,7 @@ def _episodes(run_dir: Path, history: list[dict]) -> str:
     ranked = sorted(rows, key=lambda e: (e["subgoals_done"] / e["n_subgoals"], e["episode_id"]))
     out = []
     for label, e in (("best", ranked[-1]), ("worst", ranked[0])):
-        data = base64.b64encode(gif(e)).decode()
+        data = base64.b64encode(gif_bytes(annotated_frames(e, scale=3), fps=8)).decode()
         title = f"{label} of round {m['round']}: {e['subgoals_done']}/{e['n_subgoals']} subgoals"
         out.append(
             f'<figure><img class="replay" alt="{label} episode" src="data:image/gif;base64,{data}">'

@@ -396,7 +396,8 @@ def main(cfg: DictConfig) -> list[dict]:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     history = SelfTraining(c, run_dir).run()
     print(table(history))
-    print(f"\n{verdict(history)}\nwrote {run_dir / 'metrics.json'} and the report {write_report(run_dir, history)}")
+    report = write_report(run_dir, history)
+    print(f"\n{verdict(history)}\nwrote {run_dir / 'metrics.json'} and the report {report}")
     print(f"view the runs and replays: tensorboard --logdir {run_dir / 'tb'}")
     return history
 
