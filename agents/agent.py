@@ -124,7 +124,7 @@ class HierarchicalAgent:
 
     def run_episode(self, env: gym.Env, seed: int | None = None, options: dict | None = None) -> EpisodeResult:
         obs, info = env.reset(seed=seed, options=options)
-        task = info["task"]
+        start, task = obs, info["task"]
         result = EpisodeResult(
             seed,
             env.unwrapped.backend,
@@ -169,7 +169,8 @@ class HierarchicalAgent:
                 break
         result.subgoals_done, result.success = info["subgoals_done"], bool(info["is_success"])
         result.final_success = bool(info.get("final_success", result.success))
-        result.judged_success = bool(self.detector.task_done(task, obs, info))
+        heard = [text for _, text in result.feedback]
+        result.judged_success = bool(self.detector.task_done(task, obs, info, start=start, heard=heard))
         return result
 
     def _execute(self, env: gym.Env, intent, obs: dict, trace: Trace | None, segment: int):

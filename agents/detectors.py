@@ -7,10 +7,12 @@ against it (its false positives), e.g. by reflection during self-training.
     class Detector(Protocol):
         name: str
         def intent_done(self, intent, obs, ref) -> bool   # ref: the observation when the intent started
-        def task_done(self, task, obs, info) -> bool      # info: the env's info dict of the last step
+        def task_done(self, task, obs, info, start=None, heard=()) -> bool
+            # info: the env's info dict of the last step; start: the first observation; heard: what the user said
 
-`PredicateDetector` (the default) reads the ground-truth predicates, so its verdicts are the ground truth. A
-learned detector (e.g. an image classifier over ``obs["image"]``) implements the same two methods.
+`PredicateDetector` (the default) reads the ground-truth predicates, so its verdicts are the ground truth.
+`LearnedDetector` (agents/learned_detector.py, ``detector=learned``) judges from the camera, proprioception
+and words alone, as a robot must; `make_detector` builds either from a config.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ class Detector(Protocol):
 
     def intent_done(self, intent: Intent, obs: dict, ref: dict | None) -> bool: ...
 
-    def task_done(self, task: Task, obs: dict, info: dict) -> bool: ...
+    def task_done(self, task: Task, obs: dict, info: dict, start: dict | None = None, heard=()) -> bool: ...
 
 
 class PredicateDetector:
@@ -40,5 +42,21 @@ class PredicateDetector:
     def intent_done(self, intent: Intent, obs: dict, ref: dict | None) -> bool:
         return bool(P.achieved(intent, obs, ref))
 
-    def task_done(self, task: Task, obs: dict, info: dict) -> bool:
+    def task_done(self, task: Task, obs: dict, info: dict, start: dict | None = None, heard=()) -> bool:
         return bool(info.get("is_success", False))
+
+
+DETECTORS = ("predicates", "learned")
+
+
+def make_detector(name: str = "predicates", path: str | None = None) -> Detector:
+    """``predicates`` (the ground truth) or ``learned`` (the checkpoint of `intentloop train-detector` at ``path``)."""
+    if name == "predicates":
+        return PredicateDetector()
+    if name != "learned":
+        raise ValueError(f"unknown detector {name!r}; choose one of: {', '.join(DETECTORS)}")
+    if not path:
+        raise ValueError("detector=learned needs detector.path: the folder `intentloop train-detector` wrote")
+    from intentloop.agents.learned_detector import LearnedDetector  # torch and transformers, only when asked for
+
+    return LearnedDetector.from_pretrained(path)

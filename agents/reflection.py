@@ -265,9 +265,9 @@ def build_dataset(
 
 def summarize_judgements(judgements: list[Judgement]) -> dict:
     """Round metrics: failures by cause (every failure, and per failed episode its first), and the detector's
-    false-positive rate against the ground truth, per intent and per task."""
+    false-positive and false-negative rates against the ground truth, per intent and per task."""
     events, episodes, det = Counter(), Counter(), Counter()
-    task_fp = task_negatives = 0
+    task_fp = task_negatives = task_fn = 0
     by_split: dict[str, list[bool]] = defaultdict(list)
     for j in judgements:
         events.update(f.cause for f in j.failures)
@@ -276,8 +276,9 @@ def summarize_judgements(judgements: list[Judgement]) -> dict:
         det.update(j.detector)
         task_negatives += not j.success
         task_fp += j.judged_success and not j.success
+        task_fn += j.success and not j.judged_success
         by_split[j.split].append(j.success)
-    negatives = det["fp"] + det["tn"]
+    negatives, positives, task_positives = det["fp"] + det["tn"], det["tp"] + det["fn"], len(judgements) - task_negatives
     return {
         "episodes": len(judgements),
         "success_by_split": {s: float(np.mean(v)) for s, v in sorted(by_split.items())},
@@ -286,6 +287,8 @@ def summarize_judgements(judgements: list[Judgement]) -> dict:
         "detector": {
             "intent_false_positive_rate": det["fp"] / negatives if negatives else 0.0,
             "intent_verdicts": {k: det[k] for k in ("tp", "fp", "tn", "fn")},
+            "intent_false_negative_rate": det["fn"] / positives if positives else 0.0,
             "task_false_positive_rate": task_fp / task_negatives if task_negatives else 0.0,
+            "task_false_negative_rate": task_fn / task_positives if task_positives else 0.0,
         },
     }

@@ -56,11 +56,20 @@ class SafetyConfig:
 
 
 @dataclass
+class DetectorSettings:
+    """What judges that an intent, or the task, succeeded (agents/detectors.py `make_detector`)."""
+
+    name: str = "predicates"  # predicates: the simulator's ground truth | learned: a trained image model
+    path: str | None = None  # detector=learned: the folder `intentloop train-detector` wrote (<run dir>/detector)
+
+
+@dataclass
 class AgentConfig:
     max_steps_per_intent: int = 60  # a skill's step budget for one intent
     max_intents: int | None = None  # intent budget per episode; None: 2 x subgoals + 2
     contracts: bool = True  # reject intents whose skill preconditions fail (agents/contracts.py)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
+    detector: DetectorSettings = field(default_factory=DetectorSettings)
 
 
 @dataclass

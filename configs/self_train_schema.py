@@ -85,6 +85,9 @@ class SelfEvalConfig:
 class PromoteConfig:
     max_drop: float = 0.01  # no train family may fall more than this (success rate) below its best promoted value
     min_gain: float = 0.0  # held-out average chain length must rise by more than this
+    # a round whose success detector judged more than this share of failed intents (or tasks) successful is not
+    # promoted: its examples rest on false verdicts (0 with the ground-truth detector; issue 17 asks <= 5%)
+    max_detector_false_positive_rate: float = 0.05
 
 
 @dataclass

@@ -16,6 +16,10 @@ COMMANDS = {
         "train RLlib skill policies: BC on scripted demos, then PPO",
     ),
     "train-planner": ("intentloop.experiments.train_planner", "train the VLM planner on oracle demonstrations"),
+    "train-detector": (
+        "intentloop.experiments.train_detector",
+        "train the learned success detector on simulator-labelled episodes",
+    ),
     "replay": ("intentloop.experiments.replay", "write a stored episode to TensorBoard: video, scalars, plan"),
     "collect": ("intentloop.experiments.collect_app", "collect episodes with Ray collector actors into the store"),
     "self-train": ("intentloop.experiments.self_train", "rounds of collect, reflect, fine-tune, evaluate, promote"),

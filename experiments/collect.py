@@ -153,6 +153,7 @@ def build_agent(backend: str, planner: dict, skills: dict, env: dict, agent: dic
                 server=None):  # fmt: skip
     """(the epsilon planner, the agent) a collector runs; `collect` builds one in the driver first as a check."""
     from intentloop.agents import HierarchicalAgent, make_planner
+    from intentloop.agents.detectors import make_detector
     from intentloop.agents.exploration import EpsilonPlanner
     from intentloop.policies import make_skills
 
@@ -168,6 +169,7 @@ def build_agent(backend: str, planner: dict, skills: dict, env: dict, agent: dic
         record=record,
         contracts=agent.get("contracts", True),
         safety=agent.get("safety"),
+        detector=make_detector(**(agent.get("detector") or {})),
     )
 
 

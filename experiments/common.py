@@ -11,6 +11,7 @@ import sys
 import gymnasium as gym
 import intentloop.envs  # noqa: F401  (registers the env ids)
 from intentloop.agents import HierarchicalAgent, make_planner
+from intentloop.agents.detectors import make_detector
 from intentloop.envs.intents import InvalidIntent
 from intentloop.policies import make_skills
 from omegaconf import DictConfig
@@ -81,7 +82,9 @@ def make_env(cfg: DictConfig, split: str, chain_length: int, task: str = "chain"
 
 
 def make_agent(cfg: DictConfig, planner, skills: str) -> HierarchicalAgent:
-    s = cfg.get("skills") or {}
+    s, d = cfg.get("skills") or {}, cfg.agent.get("detector") or {}
+    detector = make_detector(d.get("name", "predicates"), d.get("path"))
+    check_detector(detector, cfg.env)
     return HierarchicalAgent(
         make_planner(planner),
         make_skills(skills, cfg.env.max_delta, s.get("path"), cfg.backend, s.get("trust_pickle", False)),
@@ -89,4 +92,17 @@ def make_agent(cfg: DictConfig, planner, skills: str) -> HierarchicalAgent:
         cfg.agent.max_intents,
         contracts=cfg.agent.get("contracts", True),
         safety=cfg.agent.get("safety"),
+        detector=detector,
     )
+
+
+def check_detector(detector, env) -> None:
+    """A learned detector needs the camera at the size it was trained on: one sentence before any episode."""
+    size = getattr(getattr(detector, "c", None), "image_size", None)
+    if size is None:
+        return
+    if not env.image:
+        raise ValueError("agent.detector.name=learned judges from the camera: set env.image=true")
+    if env.image_size != size:
+        raise ValueError(f"the learned detector was trained on {size}x{size} camera images, the env gives "
+                         f"{env.image_size}x{env.image_size}: set env.image_size={size} or train one for this size")  # fmt: skip

@@ -8,6 +8,9 @@ Metrics (one meaning everywhere, see DESIGN.md):
   families, the goal's conditions that hold at the end; goal_progress: the same as a fraction of n_subgoals.
 - per_intent_success: per skill, the fraction of executed intents whose own predicate held.
 - invalid_intents / rejected_intents: planner outputs that did not parse / broke a contract or safety rule.
+- detector: the success detector's verdicts against the simulator's predicates (all agree with the default
+  ground-truth detector): per executed intent and per task, tp / fp / tn / fn and the false-positive and
+  false-negative rates (issue 17 asks <= 5% and <= 10% of a learned detector).
 """
 
 from __future__ import annotations
@@ -35,19 +38,31 @@ def wilson(successes: int, n: int, z: float = 1.96) -> list[float]:
     return [round(max(0.0, float(center - half)), 4), round(min(1.0, float(center + half)), 4)]
 
 
+def confusion(pairs) -> dict:
+    """tp / fp / tn / fn of (verdict, truth) pairs, and the false-positive and false-negative rates."""
+    c = {"tp": 0, "fp": 0, "tn": 0, "fn": 0}
+    for verdict, truth in pairs:
+        c[("t" if verdict == truth else "f") + ("p" if verdict else "n")] += 1
+    negatives, positives = c["fp"] + c["tn"], c["tp"] + c["fn"]
+    return {**c, "false_positive_rate": c["fp"] / negatives if negatives else 0.0,
+            "false_negative_rate": c["fn"] / positives if positives else 0.0}  # fmt: skip
+
+
 def summarize(results: list[EpisodeResult], seconds: float) -> dict:
     if not results:
         raise ValueError("no episodes to summarize")
     per_skill: dict[str, list[bool]] = defaultdict(list)
     invalid = rejected = 0
+    intent_verdicts = []
     for r in results:
-        for o in r.outcomes:
+        for o, truth in zip(r.outcomes, r.verified):
             if o.reason.startswith("invalid"):
                 invalid += 1
             elif o.reason.startswith("rejected"):  # by a contract or safety rule, never executed
                 rejected += 1
             else:
-                per_skill[parse_intent(o.intent).skill].append(o.success)
+                per_skill[parse_intent(o.intent).skill].append(truth)
+                intent_verdicts.append((o.success, truth))
     chain = np.array([r.subgoals_done for r in results], float)
     successes = sum(r.success for r in results)
     return {
@@ -62,6 +77,10 @@ def summarize(results: list[EpisodeResult], seconds: float) -> dict:
         "per_intent_success": {k: {"rate": float(np.mean(v)), "n": len(v)} for k, v in sorted(per_skill.items())},
         "invalid_intents": invalid,
         "rejected_intents": rejected,
+        "detector": {
+            "intent": confusion(intent_verdicts),
+            "task": confusion((r.judged_success, r.success) for r in results),
+        },
         "intents_per_episode": float(np.mean([len(r.outcomes) for r in results])),
         "env_steps": int(sum(r.steps for r in results)),
         "seconds": round(seconds, 3),

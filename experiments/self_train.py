@@ -252,6 +252,10 @@ class SelfTraining:
         reference = best_families([h["promoted_eval"] for h in history])  # the best of every train family so far
         promote, why = promotion(candidate_scores, promoted_scores, c.promote.max_drop, c.promote.min_gain, reference)
         promote = promote and (bool(new) or candidate_skills != skills)
+        detector_fp = max(reflect["detector"]["intent_false_positive_rate"], reflect["detector"]["task_false_positive_rate"])
+        if promote and detector_fp > c.promote.max_detector_false_positive_rate:
+            promote, why = False, (f"the detector's false-positive rate {detector_fp:.3f} is above "
+                                   f"promote.max_detector_false_positive_rate={c.promote.max_detector_false_positive_rate}")  # fmt: skip
         seconds = time.monotonic() - start
         gain = 100 * (heldout_success(candidate_scores) - heldout_success(promoted_scores))  # success points
         kept = candidate_scores if promote else promoted_scores
@@ -339,7 +343,8 @@ class SelfTraining:
         for cause, n in reflect["failures_by_cause"].items():
             writer.add_scalar(f"failures/{cause}", n, r)
         writer.add_scalar("detector/intent_false_positive_rate", reflect["detector"]["intent_false_positive_rate"], r)
-        writer.add_scalar("detector/task_false_positive_rate", reflect["detector"]["task_false_positive_rate"], r)
+        for k in ("intent_false_negative_rate", "task_false_positive_rate", "task_false_negative_rate"):
+            writer.add_scalar(f"detector/{k}", reflect["detector"][k], r)
         for k, v in m["dataset"].items():
             writer.add_scalar(f"dataset/{k}", v, r)
         writer.add_scalar("dataset/episodes", m["collect"]["episodes"], r)

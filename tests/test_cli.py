@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import gymnasium as gym
+import intentloop.configs.detector_schema  # noqa: F401
 import intentloop.configs.planner_schema  # noqa: F401
 import intentloop.configs.self_train_schema  # noqa: F401
 import intentloop.envs  # noqa: F401  (registers the env ids)
@@ -68,6 +69,28 @@ def test_evaluate_writes_metrics_json(tmp_path):
     assert metrics["episodes"] == 3 and metrics["seeds"] == [0, 1, 2]
     assert metrics["config"]["chain_length"] == 2
     assert len((tmp_path / "episodes.jsonl").read_text().splitlines()) == 3
+
+
+def test_train_detector_then_evaluate_with_it(tmp_path):
+    tiny = ["data.episodes=[3,2,0,0,0]", "data.families=[clear]", "data.family_episodes=2", "data.val_fraction=0.4",
+            "data.image_size=32", "model.channels=[8,8,8,8]", "model.text_dim=8", "train.steps=3", "train.eval_every=3",
+            "progress=false"]  # fmt: skip
+    proc = run("train-detector", *tiny, f"hydra.run.dir={tmp_path / 'train'}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "intent: threshold=" in proc.stdout and "task: threshold=" in proc.stdout
+    trained = json.loads((tmp_path / "train" / "metrics.json").read_text())
+    assert trained["steps"] == 3 and {"intent", "task"} <= set(trained["val"])
+    path = tmp_path / "train" / "detector"
+    args = ["evaluate", "episodes=2", "env.image_size=32", "progress=false", "agent.detector.name=learned"]
+    proc = run(*args, f"agent.detector.path={path}", f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    detector = json.loads((tmp_path / "eval" / "metrics.json").read_text())["detector"]
+    assert sum(detector["task"][k] for k in ("tp", "fp", "tn", "fn")) == 2
+    proc = run(*args[:-1], "agent.detector.name=learned", f"agent.detector.path={tmp_path}", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip().endswith("has no config.json: it is not a save_pretrained folder")
+    proc = run(*args[:1], "episodes=1", "progress=false", "agent.detector.name=learned", f"agent.detector.path={path}",
+               cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 2 and "trained on 32x32 camera images, the env gives 96x96: set env.image_size=32" in proc.stderr
 
 
 def test_evaluate_blank_image_ablation_reports_both_figures(tmp_path):

@@ -68,7 +68,7 @@ class EagerDetector:
     def intent_done(self, intent, obs, ref):
         return True
 
-    def task_done(self, task, obs, info):
+    def task_done(self, task, obs, info, start=None, heard=()):
         return True
 
 
