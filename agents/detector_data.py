@@ -13,9 +13,10 @@ agent's: it answers with the ground truth (so episodes run as usual) and keeps, 
 - **task** examples: the first and the last frame of the episode, the instruction and the user's utterances,
   and whether the task succeeded; and the frame after every earlier intent (the task not yet done) as negatives.
 
-Some episodes make mistakes on purpose so failures are not all of one kind: a share ``noise`` of the planner's
-calls runs a random valid intent instead of the oracle's, and a share ``shaky`` of the intents runs the skill
-with noisy actions (a block dropped, a push that falls short).
+Episodes alternate between the skill libraries in ``skills`` (scripted experts and the shipped RLlib policies
+move differently, and the detector must judge both). Some make mistakes on purpose so failures are not all of
+one kind: a share ``noise`` of the planner's calls runs a random valid intent instead of the oracle's, and a
+share ``shaky`` of the intents runs the skill with noisy actions (a block dropped, a push that falls short).
 
 Frames are stored once and indexed by the examples (``before``, ``after``), so a frame and its counterfactuals
 cost one image. Saved as one ``.npz`` (`save_detector_data` / `load_detector_data`).
@@ -37,7 +38,7 @@ from intentloop.envs import predicates as P
 from intentloop.envs.goal_tasks import GOAL_FAMILIES, UNTRAINED_FAMILIES
 from intentloop.envs.intents import DONE, parse_intent
 from intentloop.envs.scene import BLOCKS, ZONES
-from intentloop.policies import ScriptedSkill
+from intentloop.policies import SKILL_LIBRARIES, make_skills
 from tqdm import tqdm
 
 KINDS = (INTENT, TASK)
@@ -57,7 +58,8 @@ class DetectorDataSettings:
     mid_frames: float = 0.2  # share of the steps before an intent ends that give a negative example
     counterfactuals: int = 2  # other intents judged on each recorded pair of frames
     hard_negatives: int = 3  # steps just before an intent's predicate first holds, always recorded
-    linger: int = 3  # steps the skill acts on after it holds, recorded (the ground truth then says done)
+    linger: int = 8  # at most this many steps (drawn per intent) the skill acts on after it holds, recorded
+    skills: list[str] = field(default_factory=lambda: ["scripted", "rllib"])  # episodes alternate between them
     val_fraction: float = 0.1  # episodes kept for validation (recorded at every step)
     backend: str = "mujoco"
     image_size: int = 96
@@ -71,6 +73,8 @@ class DetectorDataSettings:
         for name in ("noise", "shaky", "mid_frames", "val_fraction"):
             if not 0.0 <= getattr(self, name) < 1.0 + (name == "mid_frames"):
                 raise ValueError(f"`{name}` must be in [0, 1]. Got {getattr(self, name)}.")
+        if not self.skills or any(k not in SKILL_LIBRARIES for k in self.skills):
+            raise ValueError(f"`skills` must list skill libraries ({', '.join(SKILL_LIBRARIES)}). Got {self.skills}.")
         if self.counterfactuals < 0 or self.family_episodes < 0 or self.shake < 0:
             raise ValueError("`counterfactuals`, `family_episodes` and `shake` must be >= 0.")
 
@@ -104,12 +108,11 @@ _COLUMNS = ("before", "prev", "after", "text", "label", "kind", "episode", "segm
 
 
 class _Shaky:
-    """Scripted skills whose actions, on a share of the intents, get Gaussian noise."""
+    """A skill library whose actions, on a share of the intents, get Gaussian noise."""
 
-    name = "scripted"
-
-    def __init__(self, rng: np.random.Generator, share: float, std: float, max_delta: float = 0.03):
-        self.skill, self.rng, self.share, self.std, self.noisy = ScriptedSkill(max_delta), rng, share, std, False
+    def __init__(self, skill, rng: np.random.Generator, share: float, std: float):
+        self.skill, self.rng, self.share, self.std, self.noisy = skill, rng, share, std, False
+        self.name = skill.name
 
     def reset(self, intent, obs) -> None:
         self.skill.reset(intent, obs)
@@ -143,9 +146,9 @@ class _Detours:
 
 class _Recorder(PredicateDetector):
     """The ground truth as the agent's detector, keeping examples of what it was asked. It answers "done" only
-    ``linger`` steps after an intent's predicate first holds (the skill acts on a little: what the learned
-    detector sees when it waits for ``consecutive`` positive steps) and records those steps, the one where the
-    predicate first held and the ``hard_negatives`` steps just before it."""
+    0 to ``linger`` steps (drawn per intent) after an intent's predicate first holds (the skill acts on: what the
+    learned detector sees when it is late, or waits for ``consecutive`` positive steps) and records those steps,
+    the one where the predicate first held and the ``hard_negatives`` steps just before it."""
 
     name = "recorder"
 
@@ -191,6 +194,7 @@ class _Recorder(PredicateDetector):
         if ref is not self._ref_obs:  # a new intent started from `ref`
             self._ref_obs, self.segment, self._stored = ref, self.segment + 1, {}
             self._prev, self._recent, self._held = ref, [], -1
+            self._linger = int(self.rng.integers(0, self.s.linger + 1))
             self._keep = [ref]
             if self._start_frame < 0:
                 self._start_frame = self._frame(ref)
@@ -206,7 +210,7 @@ class _Recorder(PredicateDetector):
         else:
             self._recent.append((prev, obs))
             return False
-        done = truth and self._held >= self.s.linger
+        done = truth and self._held >= self._linger
         if done:
             self._boundaries.append(after)
         return done
@@ -228,7 +232,9 @@ def collect_detector_data(settings: DetectorDataSettings | None = None, progress
     s = settings or DetectorDataSettings()
     rng = np.random.default_rng(s.seed)
     recorder = _Recorder(s, rng)
-    agent = HierarchicalAgent(_Detours(rng, s.noise), _Shaky(rng, s.shaky, s.shake), detector=recorder)
+    planner = _Detours(rng, s.noise)
+    agents = [HierarchicalAgent(planner, _Shaky(make_skills(k, backend=s.backend), rng, s.shaky, s.shake),
+                                detector=recorder) for k in s.skills]  # fmt: skip
     runs = [("chain", length, n) for length, n in enumerate(s.episodes, 1)] + [(f, 1, s.family_episodes) for f in s.families]
     bar = tqdm(total=sum(n for *_, n in runs), desc="collect detector data", unit="ep", disable=not progress)
     episode = 0
@@ -239,7 +245,7 @@ def collect_detector_data(settings: DetectorDataSettings | None = None, progress
                        split="train", image_size=s.image_size)  # fmt: skip
         for _ in range(count):
             recorder.begin(episode, family, bool(rng.random() < s.val_fraction))
-            agent.run_episode(env, seed=s.seed + episode)
+            agents[episode % len(agents)].run_episode(env, seed=s.seed + episode)
             episode += 1
             bar.update()
         env.close()

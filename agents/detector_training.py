@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from intentloop.agents.detector_data import DetectorData
+from intentloop.agents.detectors import error_rates
 from intentloop.agents.learned_detector import INTENT, TASK, SuccessDetectorModel, batch_text
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
@@ -94,9 +95,7 @@ def run_time_confusion(data: DetectorData, p: np.ndarray, threshold: float, kind
 
 
 def rates(c: dict) -> dict:
-    neg, pos = c["fp"] + c["tn"], c["tp"] + c["fn"]
-    return {"false_positive_rate": c["fp"] / neg if neg else 0.0, "false_negative_rate": c["fn"] / pos if pos else 0.0,
-            "negatives": neg, "positives": pos, **c}  # fmt: skip
+    return {**error_rates(c), "negatives": c["fp"] + c["tn"], "positives": c["tp"] + c["fn"]}
 
 
 def choose_threshold(data: DetectorData, p: np.ndarray, kind: str, max_fp: float) -> tuple[float, int, dict]:

@@ -49,6 +49,14 @@ class PredicateDetector:
 DETECTORS = ("predicates", "learned")
 
 
+def error_rates(c: dict) -> dict:
+    """``c`` (tp / fp / tn / fn counts of verdicts against the ground truth) with the false-positive rate
+    fp / (fp + tn), the share of failures judged successful, and the false-negative rate fn / (fn + tp)."""
+    negatives, positives = c["fp"] + c["tn"], c["tp"] + c["fn"]
+    return {**c, "false_positive_rate": c["fp"] / negatives if negatives else 0.0,
+            "false_negative_rate": c["fn"] / positives if positives else 0.0}  # fmt: skip
+
+
 def make_detector(name: str = "predicates", path: str | None = None) -> Detector:
     """``predicates`` (the ground truth) or ``learned`` (the checkpoint of `intentloop train-detector` at ``path``)."""
     if name == "predicates":
@@ -60,3 +68,15 @@ def make_detector(name: str = "predicates", path: str | None = None) -> Detector
     from intentloop.agents.learned_detector import LearnedDetector  # torch and transformers, only when asked for
 
     return LearnedDetector.from_pretrained(path)
+
+
+def check_detector(detector: Detector, image: bool, image_size: int) -> None:
+    """A learned detector needs the camera at the size it was trained on: one sentence before any episode."""
+    size = getattr(getattr(detector, "c", None), "image_size", None)
+    if size is None:
+        return
+    if not image:
+        raise ValueError("agent.detector.name=learned judges from the camera: set env.image=true")
+    if image_size != size:
+        raise ValueError(f"the learned detector was trained on {size}x{size} camera images, the env gives "
+                         f"{image_size}x{image_size}: set env.image_size={size} or train one for this size")  # fmt: skip

@@ -6,8 +6,9 @@ For every cell (task, split, planner, skills), MuJoCo, seeds seed..seed+episodes
 learned detector deciding when each intent is done and whether the task succeeded (as `intentloop evaluate
 agent.detector.name=learned` does), and its verdicts are scored against the ground truth recorded beside them:
 per executed intent and per task, tp / fp / tn / fn, false-positive rate fp / (fp + tn) and false-negative rate
-fn / (fn + tp). With ``--compare`` the same episodes also run with the ground-truth detector, so the success
-the learned detector costs (a skill stopped too early, or run past its goal) is measured too.
+fn / (fn + tp). With ``--detectors learned predicates`` the same episodes also run with the ground-truth
+detector, so the success the learned detector costs (a skill stopped too early, or run past its goal) is
+measured too.
 
 Planners: ``oracle`` (the scripted oracle) and ``vlm`` (the shipped planner, or --model); skills: ``scripted`` and
 ``rllib`` (the shipped RLlib skills). The planner's and the skills' mistakes are what give the detector
@@ -48,9 +49,9 @@ def cell(args: tuple) -> tuple[tuple, dict]:
 
 
 def total(cells: list[dict], kind: str) -> dict:
-    c = {k: sum(m["detector"][kind][k] for m in cells) for k in ("tp", "fp", "tn", "fn")}
-    neg, pos = c["fp"] + c["tn"], c["tp"] + c["fn"]
-    return {**c, "false_positive_rate": c["fp"] / neg if neg else 0.0, "false_negative_rate": c["fn"] / pos if pos else 0.0}
+    from intentloop.agents.detectors import error_rates
+
+    return error_rates({k: sum(m["detector"][kind][k] for m in cells) for k in ("tp", "fp", "tn", "fn")})
 
 
 def main() -> None:
@@ -63,20 +64,21 @@ def main() -> None:
     p.add_argument("--splits", nargs="*", default=["heldout"])
     p.add_argument("--planners", nargs="*", default=["oracle", "vlm"])
     p.add_argument("--skills", nargs="*", default=["scripted", "rllib"])
-    p.add_argument("--compare", action="store_true", help="also run the same episodes with the ground truth")
+    p.add_argument("--detectors", nargs="*", default=["learned"], choices=["learned", "predicates"],
+                   help="predicates: the same episodes judged by the ground truth (the success it costs)")
     p.add_argument("--out", default="detector.json")
     a = p.parse_args()
-    detectors = [("learned", a.detector)] + ([("predicates", None)] if a.compare else [])
+    detectors = [(d, a.detector if d == "learned" else None) for d in a.detectors]
     jobs = [(t, n, s, pl, sk, d, a.model, a.episodes, a.seed) for t, n in TASKS for s in a.splits
             for pl in a.planners for sk in a.skills for d in detectors]  # fmt: skip
     start = time.perf_counter()
     with ProcessPoolExecutor(a.workers) as pool:
         results = dict(pool.map(cell, jobs))
-    learned = {k: m for k, m in results.items() if k[-1] == "learned"}
+    learned = {k: m for k, m in results.items() if k[-1] == a.detectors[0]}
     print("| task | split | planner | skills | success (learned / truth) | intent FP | intent FN | task FP | task FN |")
     print("|---|---|---|---|---|---|---|---|---|")
     for (t, n, s, pl, sk, _), m in learned.items():
-        truth = results.get((t, n, s, pl, sk, "predicates"))
+        truth = results.get((t, n, s, pl, sk, "predicates")) if a.detectors[0] != "predicates" else None
         name = f"chain{n}" if t == "chain" else t
         succ = f"{m['success_rate']:.2f}" + (f" / {truth['success_rate']:.2f}" if truth else "")
         d = m["detector"]

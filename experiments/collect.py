@@ -153,12 +153,14 @@ def build_agent(backend: str, planner: dict, skills: dict, env: dict, agent: dic
                 server=None):  # fmt: skip
     """(the epsilon planner, the agent) a collector runs; `collect` builds one in the driver first as a check."""
     from intentloop.agents import HierarchicalAgent, make_planner
-    from intentloop.agents.detectors import make_detector
+    from intentloop.agents.detectors import check_detector, make_detector
     from intentloop.agents.exploration import EpsilonPlanner
     from intentloop.policies import make_skills
 
     inner = RemotePlanner(server, planner["name"]) if server is not None else make_planner(_config(planner))
     explorer = EpsilonPlanner(inner, epsilon)
+    detector = make_detector(**(agent.get("detector") or {}))
+    check_detector(detector, env.get("image", True), env.get("image_size", 96))
     library = make_skills(skills["name"], env.get("max_delta", 0.03), skills.get("path"), backend=backend,
                           trust_pickle=skills.get("trust_pickle", False))  # fmt: skip
     return explorer, HierarchicalAgent(
@@ -169,7 +171,7 @@ def build_agent(backend: str, planner: dict, skills: dict, env: dict, agent: dic
         record=record,
         contracts=agent.get("contracts", True),
         safety=agent.get("safety"),
-        detector=make_detector(**(agent.get("detector") or {})),
+        detector=detector,
     )
 
 

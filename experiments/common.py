@@ -11,7 +11,7 @@ import sys
 import gymnasium as gym
 import intentloop.envs  # noqa: F401  (registers the env ids)
 from intentloop.agents import HierarchicalAgent, make_planner
-from intentloop.agents.detectors import make_detector
+from intentloop.agents.detectors import check_detector, make_detector
 from intentloop.envs.intents import InvalidIntent
 from intentloop.policies import make_skills
 from omegaconf import DictConfig
@@ -84,7 +84,7 @@ def make_env(cfg: DictConfig, split: str, chain_length: int, task: str = "chain"
 def make_agent(cfg: DictConfig, planner, skills: str) -> HierarchicalAgent:
     s, d = cfg.get("skills") or {}, cfg.agent.get("detector") or {}
     detector = make_detector(d.get("name", "predicates"), d.get("path"))
-    check_detector(detector, cfg.env)
+    check_detector(detector, cfg.env.image, cfg.env.image_size)
     return HierarchicalAgent(
         make_planner(planner),
         make_skills(skills, cfg.env.max_delta, s.get("path"), cfg.backend, s.get("trust_pickle", False)),
@@ -95,14 +95,3 @@ def make_agent(cfg: DictConfig, planner, skills: str) -> HierarchicalAgent:
         detector=detector,
     )
 
-
-def check_detector(detector, env) -> None:
-    """A learned detector needs the camera at the size it was trained on: one sentence before any episode."""
-    size = getattr(getattr(detector, "c", None), "image_size", None)
-    if size is None:
-        return
-    if not env.image:
-        raise ValueError("agent.detector.name=learned judges from the camera: set env.image=true")
-    if env.image_size != size:
-        raise ValueError(f"the learned detector was trained on {size}x{size} camera images, the env gives "
-                         f"{env.image_size}x{env.image_size}: set env.image_size={size} or train one for this size")  # fmt: skip

@@ -21,6 +21,7 @@ from collections import defaultdict
 import gymnasium as gym
 import numpy as np
 from intentloop.agents.agent import EpisodeResult, HierarchicalAgent
+from intentloop.agents.detectors import error_rates
 from intentloop.envs.intents import parse_intent
 from tqdm import tqdm
 
@@ -43,9 +44,7 @@ def confusion(pairs) -> dict:
     c = {"tp": 0, "fp": 0, "tn": 0, "fn": 0}
     for verdict, truth in pairs:
         c[("t" if verdict == truth else "f") + ("p" if verdict else "n")] += 1
-    negatives, positives = c["fp"] + c["tn"], c["tp"] + c["fn"]
-    return {**c, "false_positive_rate": c["fp"] / negatives if negatives else 0.0,
-            "false_negative_rate": c["fn"] / positives if positives else 0.0}  # fmt: skip
+    return error_rates(c)
 
 
 def summarize(results: list[EpisodeResult], seconds: float) -> dict:

@@ -31,7 +31,7 @@ SMALL = dict(image_size=32, channels=(8, 8, 8, 8), text_dim=8, buckets=256, hidd
 @pytest.fixture(scope="module")
 def data():
     s = DetectorDataSettings(episodes=[3, 2, 0, 0, 0], families=["clear"], family_episodes=2, val_fraction=0.3,
-                             image_size=32, seed=5)  # fmt: skip
+                             image_size=32, seed=5, skills=["scripted"])  # fmt: skip
     return collect_detector_data(s, progress=False)
 
 
@@ -66,7 +66,7 @@ def test_the_data_is_labelled_by_the_simulator(data):
         labels = data.label[k[np.argsort(data.after[k])]]
         if labels.any() and s != last[data.episode[k[0]]]:  # (the env ends an episode the step its task is done)
             first = int(np.argmax(labels))
-            assert labels[first:].all() and len(labels) - first == 1 + DetectorDataSettings.linger
+            assert labels[first:].all() and 1 <= len(labels) - first <= 1 + DetectorDataSettings.linger
             achieved += 1
     assert achieved >= 3
     # validation episodes record every step; training episodes a share of them

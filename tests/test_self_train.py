@@ -77,6 +77,31 @@ def test_self_train_writes_round_metrics_tensorboard_and_replays(tmp_path):
     assert any(t.startswith("replay/r001-") and t.endswith("/video") for t in tb.Tags()["images"])
 
 
+def test_a_round_judged_by_an_eager_learned_detector_is_not_promoted(tmp_path):
+    """The collectors judge with the learned detector named in agent.detector (here one that calls every intent
+    done after its first step): reflection measures its false positives and the gate refuses the round."""
+    import torch
+    from intentloop.agents.learned_detector import DetectorConfig, SuccessDetectorModel
+
+    torch.manual_seed(0)
+    eager = DetectorConfig(image_size=48, channels=(8, 8, 8, 8), text_dim=8, buckets=256, hidden=16,
+                           intent_threshold=0.0, task_threshold=0.0)  # fmt: skip
+    SuccessDetectorModel(eager).save_pretrained(tmp_path / "detector")
+    run_dir = tmp_path / "run"
+    learned = ["agent.detector.name=learned", f"agent.detector.path={tmp_path / 'detector'}"]
+    proc = self_train(run_dir, "rounds=1", "collect.episodes=4", "promote.min_gain=-100", "promote.max_drop=1", *learned)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    r1 = json.loads((run_dir / "rounds" / "r001" / "metrics.json").read_text())
+    det = r1["reflect"]["detector"]
+    assert det["intent_verdicts"]["fp"] > 0 and det["intent_verdicts"]["fn"] == 0  # it never says "not done"
+    assert det["task_false_positive_rate"] == 1.0 or det["intent_false_positive_rate"] > 0.05
+    assert not r1["promoted"] and "promote.max_detector_false_positive_rate" in r1["promotion"]
+    bad = self_train(tmp_path / "bad", "rounds=1", "agent.detector.name=learned", f"agent.detector.path={tmp_path}")
+    _, err = bad.communicate(timeout=300)
+    assert bad.returncode == 2 and "has no config.json" in err
+
+
 @pytest.mark.slow
 def test_a_killed_run_resumes_with_the_episode_count_of_an_uninterrupted_run(tmp_path):
     run_dir, rounds, episodes = tmp_path / "run", 2, 6
