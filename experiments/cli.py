@@ -29,9 +29,9 @@ PLANNED: dict[str, str] = {}
 
 def usage() -> str:
     lines = ["usage: intentloop <command> [key=value ...] [--help] [-m]", "", "commands:"]
-    lines += [f"  {name:<14}{help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += [f"  {name:<16}{help_}" for name, (_, help_) in COMMANDS.items()]
     if PLANNED:
-        lines += ["", "not implemented yet:"] + [f"  {name:<14}{help_}" for name, help_ in PLANNED.items()]
+        lines += ["", "not implemented yet:"] + [f"  {name:<16}{help_}" for name, help_ in PLANNED.items()]
     lines += ["", "Each command is a Hydra app: `intentloop evaluate --help` shows its config, `-m` sweeps values."]
     return "\n".join(lines)
 
