@@ -66,7 +66,9 @@ class DetectorDataSettings:
 
     def __post_init__(self):
         if not self.episodes or len(self.episodes) > 5 or any(n < 0 for n in self.episodes):
-            raise ValueError(f"`episodes` must list 1 to 5 episode counts >= 0 (chain lengths 1..5). Got {self.episodes}.")
+            raise ValueError(
+                f"`episodes` must list 1 to 5 episode counts >= 0 (chain lengths 1..5). Got {self.episodes}."
+            )
         unknown = [f for f in self.families if f not in GOAL_FAMILIES]
         if unknown:
             raise ValueError(f"`families` must be goal-level families ({', '.join(GOAL_FAMILIES)}). Got {unknown}.")
@@ -104,7 +106,19 @@ class DetectorData:
         return DetectorData(self.frames, self.proprio, *(getattr(self, k)[mask] for k in _COLUMNS))
 
 
-_COLUMNS = ("before", "prev", "after", "text", "label", "kind", "episode", "segment", "counterfactual", "validation", "family")
+_COLUMNS = (
+    "before",
+    "prev",
+    "after",
+    "text",
+    "label",
+    "kind",
+    "episode",
+    "segment",
+    "counterfactual",
+    "validation",
+    "family",
+)
 
 
 class _Shaky:
@@ -235,7 +249,9 @@ def collect_detector_data(settings: DetectorDataSettings | None = None, progress
     planner = _Detours(rng, s.noise)
     agents = [HierarchicalAgent(planner, _Shaky(make_skills(k, backend=s.backend), rng, s.shaky, s.shake),
                                 detector=recorder) for k in s.skills]  # fmt: skip
-    runs = [("chain", length, n) for length, n in enumerate(s.episodes, 1)] + [(f, 1, s.family_episodes) for f in s.families]
+    runs = [("chain", length, n) for length, n in enumerate(s.episodes, 1)] + [
+        (f, 1, s.family_episodes) for f in s.families
+    ]
     bar = tqdm(total=sum(n for *_, n in runs), desc="collect detector data", unit="ep", disable=not progress)
     episode = 0
     for family, length, count in runs:
@@ -250,10 +266,12 @@ def collect_detector_data(settings: DetectorDataSettings | None = None, progress
             bar.update()
         env.close()
     bar.close()
-    cols = list(zip(*recorder.rows)) if recorder.rows else [[] for _ in _COLUMNS]
+    cols = list(zip(*recorder.rows, strict=True)) if recorder.rows else [[] for _ in _COLUMNS]
     dtypes = (np.int64, np.int64, np.int64, str, bool, str, np.int64, np.int64, bool, bool, str)
     return DetectorData(
-        np.stack(recorder.frames), np.stack(recorder.proprio), *(np.array(c, dtype=d) for c, d in zip(cols, dtypes))
+        np.stack(recorder.frames),
+        np.stack(recorder.proprio),
+        *(np.array(c, dtype=d) for c, d in zip(cols, dtypes, strict=True)),
     )
 
 

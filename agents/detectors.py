@@ -11,8 +11,8 @@ against it (its false positives), e.g. by reflection during self-training.
             # info: the env's info dict of the last step; start: the first observation; heard: what the user said
 
 `PredicateDetector` (the default) reads the ground-truth predicates, so its verdicts are the ground truth.
-`LearnedDetector` (agents/learned_detector.py, ``detector=learned``) judges from the camera, proprioception
-and words alone, as a robot must; `make_detector` builds either from a config.
+`LearnedDetector` (agents/learned_detector.py, ``agent.detector.name=learned``) judges from the camera,
+proprioception and words alone, as a robot must; `make_detector` builds either from a config.
 """
 
 from __future__ import annotations
@@ -64,7 +64,9 @@ def make_detector(name: str = "predicates", path: str | None = None) -> Detector
     if name != "learned":
         raise ValueError(f"unknown detector {name!r}; choose one of: {', '.join(DETECTORS)}")
     if not path:
-        raise ValueError("detector=learned needs detector.path: the folder `intentloop train-detector` wrote")
+        raise ValueError(
+            "agent.detector.name=learned needs agent.detector.path: the folder `intentloop train-detector` wrote"
+        )
     from intentloop.agents.learned_detector import LearnedDetector  # torch and transformers, only when asked for
 
     return LearnedDetector.from_pretrained(path)
@@ -78,5 +80,7 @@ def check_detector(detector: Detector, image: bool, image_size: int) -> None:
     if not image:
         raise ValueError("agent.detector.name=learned judges from the camera: set env.image=true")
     if image_size != size:
-        raise ValueError(f"the learned detector was trained on {size}x{size} camera images, the env gives "
-                         f"{image_size}x{image_size}: set env.image_size={size} or train one for this size")  # fmt: skip
+        raise ValueError(
+            f"the learned detector was trained on {size}x{size} camera images, the env gives "
+            f"{image_size}x{image_size}: set env.image_size={size} or train one for this size"
+        )

@@ -19,8 +19,8 @@ Model: four images (when the intent started, now, what changed since, what moved
 the words are hashed (the word and its character trigrams, so an unseen word still lands near its spelling) and
 read by a GRU; the text also chooses where to look on the 12x12 map (attention pooling); pooled features, text
 and the three proprioception vectors go through an MLP to one logit. An intent is done after ``consecutive``
-steps in a row at or above its threshold (a one-frame flicker does not stop a skill). A `transformers` PreTrainedModel: ``save_pretrained``
-writes config.json and safetensors, nothing that runs code.
+steps in a row at or above its threshold (a one-frame flicker does not stop a skill). A `transformers`
+PreTrainedModel: ``save_pretrained`` writes config.json and safetensors, nothing that runs code.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ class SuccessDetectorModel(PreTrainedModel):
         channels = [12, *c.channels]
         self.convs = nn.ModuleList(
             nn.Conv2d(a, b, 5 if i == 0 else 3, stride=2, padding=2 if i == 0 else 1)
-            for i, (a, b) in enumerate(zip(channels[:-1], channels[1:]))
+            for i, (a, b) in enumerate(zip(channels[:-1], channels[1:], strict=True))
         )
         self.norms = nn.ModuleList(nn.GroupNorm(min(8, b), b) for b in c.channels)
         self.films = nn.ModuleList(nn.Linear(2 * c.text_dim, 2 * b) for b in c.channels[1:])
@@ -145,7 +145,7 @@ class SuccessDetectorModel(PreTrainedModel):
         text = self.encode_words(ids, lengths)
         x = torch.relu(self.norms[0](self.convs[0](x)))
         maps = []
-        for conv, norm, film in zip(self.convs[1:], self.norms[1:], self.films):
+        for conv, norm, film in zip(self.convs[1:], self.norms[1:], self.films, strict=True):
             gamma, beta = film(text).chunk(2, dim=-1)
             x = torch.relu(norm(conv(x)) * (1 + gamma[..., None, None]) + beta[..., None, None])
             maps.append(x)

@@ -278,7 +278,8 @@ def summarize_judgements(judgements: list[Judgement]) -> dict:
         task_fp += j.judged_success and not j.success
         task_fn += j.success and not j.judged_success
         by_split[j.split].append(j.success)
-    negatives, positives, task_positives = det["fp"] + det["tn"], det["tp"] + det["fn"], len(judgements) - task_negatives
+    negatives, positives = det["fp"] + det["tn"], det["tp"] + det["fn"]
+    task_positives = len(judgements) - task_negatives
     return {
         "episodes": len(judgements),
         "success_by_split": {s: float(np.mean(v)) for s, v in sorted(by_split.items())},

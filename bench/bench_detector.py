@@ -64,8 +64,13 @@ def main() -> None:
     p.add_argument("--splits", nargs="*", default=["heldout"])
     p.add_argument("--planners", nargs="*", default=["oracle", "vlm"])
     p.add_argument("--skills", nargs="*", default=["scripted", "rllib"])
-    p.add_argument("--detectors", nargs="*", default=["learned"], choices=["learned", "predicates"],
-                   help="predicates: the same episodes judged by the ground truth (the success it costs)")
+    p.add_argument(
+        "--detectors",
+        nargs="*",
+        default=["learned"],
+        choices=["learned", "predicates"],
+        help="predicates: the same episodes judged by the ground truth (the success it costs)",
+    )
     p.add_argument("--out", default="detector.json")
     a = p.parse_args()
     detectors = [(d, a.detector if d == "learned" else None) for d in a.detectors]
@@ -82,18 +87,22 @@ def main() -> None:
         name = f"chain{n}" if t == "chain" else t
         succ = f"{m['success_rate']:.2f}" + (f" / {truth['success_rate']:.2f}" if truth else "")
         d = m["detector"]
-        print(f"| {name} | {s} | {pl} | {sk} | {succ} | {d['intent']['fp']}/{d['intent']['fp'] + d['intent']['tn']} "
-              f"| {d['intent']['fn']}/{d['intent']['fn'] + d['intent']['tp']} | {d['task']['fp']}/{d['task']['fp'] + d['task']['tn']} "
-              f"| {d['task']['fn']}/{d['task']['fn'] + d['task']['tp']} |")  # fmt: skip
+        i, k = d["intent"], d["task"]
+        counts = f"{i['fp']}/{i['fp'] + i['tn']} | {i['fn']}/{i['fn'] + i['tp']} | {k['fp']}/{k['fp'] + k['tn']} | "
+        print(f"| {name} | {s} | {pl} | {sk} | {succ} | {counts}{k['fn']}/{k['fn'] + k['tp']} |")
     summary = {}
     for group in sorted({(s, pl, sk) for _, _, s, pl, sk, _ in learned}) + [None]:
         cells = [m for k, m in learned.items() if group is None or k[2:5] == group]
-        summary["all" if group is None else "/".join(group)] = {"intent": total(cells, "intent"), "task": total(cells, "task")}
+        summary["all" if group is None else "/".join(group)] = {
+            "intent": total(cells, "intent"),
+            "task": total(cells, "task"),
+        }
     for name, s in summary.items():
         i, t = s["intent"], s["task"]
         print(f"{name}: intent FP {i['false_positive_rate']:.3f} ({i['fp']}/{i['fp'] + i['tn']}) FN "
-              f"{i['false_negative_rate']:.3f} ({i['fn']}/{i['fn'] + i['tp']}); task FP {t['false_positive_rate']:.3f} "
-              f"({t['fp']}/{t['fp'] + t['tn']}) FN {t['false_negative_rate']:.3f} ({t['fn']}/{t['fn'] + t['tp']})")  # fmt: skip
+              f"{i['false_negative_rate']:.3f} ({i['fn']}/{i['fn'] + i['tp']}); task FP "
+              f"{t['false_positive_rate']:.3f} ({t['fp']}/{t['fp'] + t['tn']}) FN {t['false_negative_rate']:.3f} "
+              f"({t['fn']}/{t['fn'] + t['tp']})")  # fmt: skip
     seconds = time.perf_counter() - start
     print(f"{len(jobs)} cells, {a.episodes} episodes each, {seconds:.0f} s")
     out = {"args": vars(a), "seconds": seconds, "summary": summary,

@@ -54,7 +54,7 @@ def summarize(results: list[EpisodeResult], seconds: float) -> dict:
     invalid = rejected = 0
     intent_verdicts = []
     for r in results:
-        for o, truth in zip(r.outcomes, r.verified):
+        for o, truth in zip(r.outcomes, r.verified, strict=True):
             if o.reason.startswith("invalid"):
                 invalid += 1
             elif o.reason.startswith("rejected"):  # by a contract or safety rule, never executed

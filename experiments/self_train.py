@@ -252,11 +252,13 @@ class SelfTraining:
         reference = best_families([h["promoted_eval"] for h in history])  # the best of every train family so far
         promote, why = promotion(candidate_scores, promoted_scores, c.promote.max_drop, c.promote.min_gain, reference)
         promote = promote and (bool(new) or candidate_skills != skills)
-        detector_fp = max(reflect["detector"]["intent_false_positive_rate"], reflect["detector"]["task_false_positive_rate"])
+        judged = reflect["detector"]
+        detector_fp = max(judged["intent_false_positive_rate"], judged["task_false_positive_rate"])
         if detector_fp > c.promote.max_detector_false_positive_rate:  # its examples rest on false verdicts
             limit = c.promote.max_detector_false_positive_rate
             also = "" if promote else f"; {why}"
-            why = f"the detector's false-positive rate {detector_fp:.3f} is above {limit} (promote.max_detector_false_positive_rate){also}"
+            why = f"the detector's false-positive rate {detector_fp:.3f} is above {limit}"
+            why += f" (promote.max_detector_false_positive_rate){also}"
             promote = False
         seconds = time.monotonic() - start
         gain = 100 * (heldout_success(candidate_scores) - heldout_success(promoted_scores))  # success points

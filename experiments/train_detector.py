@@ -47,7 +47,9 @@ def model_for(c: TrainDetectorConfig, image_size: int) -> SuccessDetectorModel:
     if c.init:
         model = load_detector_model(c.init)
         if model.config.image_size != image_size:
-            raise ValueError(f"the detector at {c.init} takes {model.config.image_size}px images, the data has {image_size}px")
+            raise ValueError(
+                f"the detector at {c.init} takes {model.config.image_size}px images, the data has {image_size}px"
+            )
         return model
     m = c.model
     config = DetectorConfig(image_size=image_size, channels=m.channels, text_dim=m.text_dim, buckets=m.buckets,

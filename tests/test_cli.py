@@ -87,10 +87,12 @@ def test_train_detector_then_evaluate_with_it(tmp_path):
     detector = json.loads((tmp_path / "eval" / "metrics.json").read_text())["detector"]
     assert sum(detector["task"][k] for k in ("tp", "fp", "tn", "fn")) == 2
     proc = run(*args[:-1], "agent.detector.name=learned", f"agent.detector.path={tmp_path}", cwd=tmp_path)
-    assert proc.returncode == 2 and proc.stderr.strip().endswith("has no config.json: it is not a save_pretrained folder")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().endswith("has no config.json: it is not a save_pretrained folder")
     proc = run(*args[:1], "episodes=1", "progress=false", "agent.detector.name=learned", f"agent.detector.path={path}",
                cwd=tmp_path)  # fmt: skip
-    assert proc.returncode == 2 and "trained on 32x32 camera images, the env gives 96x96: set env.image_size=32" in proc.stderr
+    assert proc.returncode == 2
+    assert "trained on 32x32 camera images, the env gives 96x96: set env.image_size=32" in proc.stderr
 
 
 def test_evaluate_blank_image_ablation_reports_both_figures(tmp_path):

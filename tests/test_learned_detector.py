@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 import torch
 from intentloop.agents import HierarchicalAgent, OraclePlanner
-from intentloop.agents.detector_data import DetectorDataSettings, collect_detector_data, load_detector_data, save_detector_data
+from intentloop.agents.detector_data import (
+    DetectorDataSettings,
+    collect_detector_data,
+    load_detector_data,
+    save_detector_data,
+)
 from intentloop.agents.detector_training import DetectorTrainSettings, run_time_confusion, train_detector
 from intentloop.agents.detectors import PredicateDetector, make_detector
 from intentloop.agents.learned_detector import (
@@ -69,8 +74,12 @@ def test_the_data_is_labelled_by_the_simulator(data):
             assert labels[first:].all() and 1 <= len(labels) - first <= 1 + DetectorDataSettings.linger
             achieved += 1
     assert achieved >= 3
+
     # validation episodes record every step; training episodes a share of them
-    steps = lambda v: np.mean([(ran & (data.segment == s)).sum() for s in np.unique(data.segment[ran & (data.validation == v)])])  # noqa: E731,E501
+    def steps(validation: bool) -> float:
+        segments = np.unique(data.segment[ran & (data.validation == validation)])
+        return float(np.mean([(ran & (data.segment == s)).sum() for s in segments]))
+
     assert steps(True) > steps(False)
     assert set(data.episode[tasks]) == set(data.episode)  # one task question per episode at least
     assert data.frames.dtype == np.uint8 and data.frames.shape[1:] == (32, 32, 3)
@@ -134,7 +143,8 @@ def test_checkpoints_round_trip_and_bad_ones_are_one_sentence(detector, tmp_path
     saved = torch.load(detector.parent / "weights.pt")
     assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
     fresh = SuccessDetectorModel(DetectorConfig(**SMALL))
-    assert not all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values()))
+    pairs = zip(model.state_dict().values(), fresh.state_dict().values(), strict=True)
+    assert not all(torch.equal(a, b) for a, b in pairs)
     with pytest.raises(FileNotFoundError, match="no detector checkpoint at"):
         load_detector_model(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
@@ -148,12 +158,16 @@ def test_checkpoints_round_trip_and_bad_ones_are_one_sentence(detector, tmp_path
         load_detector_model(corrupt)
     other = tmp_path / "other"
     other.mkdir()
-    (other / "config.json").write_text(json.dumps({"model_type": "llava", "architectures": ["LlavaForConditionalGeneration"]}))
+    (other / "config.json").write_text(
+        json.dumps({"model_type": "llava", "architectures": ["LlavaForConditionalGeneration"]})
+    )
     with pytest.raises(ValueError, match="not a success detector"):
         load_detector_model(other)
     learned = LearnedDetector(model)
     with pytest.raises(ValueError, match="trained on 32x32 camera images, this env gives 96x96"):
-        learned.intent_done(parse_intent("pick(red_block)"), {"image": np.zeros((96, 96, 3), np.uint8), "proprio": np.zeros(7)}, None)
+        learned.intent_done(
+            parse_intent("pick(red_block)"), {"image": np.zeros((96, 96, 3), np.uint8), "proprio": np.zeros(7)}, None
+        )
     with pytest.raises(ValueError, match="run the env with env.image=true"):
         learned.intent_done(parse_intent("pick(red_block)"), {"proprio": np.zeros(7)}, None)
 
@@ -163,7 +177,7 @@ def test_make_detector_names_its_choices(detector):
     assert isinstance(make_detector("learned", str(detector)), LearnedDetector)
     with pytest.raises(ValueError, match="unknown detector 'vibes'; choose one of: predicates, learned"):
         make_detector("vibes")
-    with pytest.raises(ValueError, match="needs detector.path"):
+    with pytest.raises(ValueError, match="learned needs agent.detector.path"):
         make_detector("learned")
 
 
@@ -196,7 +210,12 @@ def test_the_agent_runs_with_a_learned_detector_and_evaluation_counts_its_errors
     env.close()
     m, t = summarize(learned, 1.0)["detector"], summarize(truth, 1.0)["detector"]
     assert t["intent"]["fp"] == t["intent"]["fn"] == t["task"]["fp"] == t["task"]["fn"] == 0  # the ground truth
-    ran = [(o.success, v) for r in learned for o, v in zip(r.outcomes, r.verified) if not o.reason.startswith(("invalid", "rejected"))]
+    ran = [
+        (o.success, v)
+        for r in learned
+        for o, v in zip(r.outcomes, r.verified, strict=True)
+        if not o.reason.startswith(("invalid", "rejected"))
+    ]
     assert sum(m["intent"][k] for k in ("tp", "fp", "tn", "fn")) == len(ran) > 0
     assert m["intent"]["fp"] == sum(judged and not truth for judged, truth in ran)
     assert m["task"]["tp"] + m["task"]["fp"] == sum(r.judged_success for r in learned)

@@ -89,7 +89,8 @@ def test_a_round_judged_by_an_eager_learned_detector_is_not_promoted(tmp_path):
     SuccessDetectorModel(eager).save_pretrained(tmp_path / "detector")
     run_dir = tmp_path / "run"
     learned = ["agent.detector.name=learned", f"agent.detector.path={tmp_path / 'detector'}"]
-    proc = self_train(run_dir, "rounds=1", "collect.episodes=4", "promote.min_gain=-100", "promote.max_drop=1", *learned)
+    always = ["promote.min_gain=-100", "promote.max_drop=1"]
+    proc = self_train(run_dir, "rounds=1", "collect.episodes=4", *always, *learned)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
     r1 = json.loads((run_dir / "rounds" / "r001" / "metrics.json").read_text())
