@@ -24,6 +24,7 @@ cost one image. Saved as one ``.npz`` (`save_detector_data` / `load_detector_dat
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import gymnasium as gym
@@ -33,6 +34,7 @@ from intentloop.agents.agent import HierarchicalAgent
 from intentloop.agents.detectors import PredicateDetector
 from intentloop.agents.learned_detector import INTENT, TASK, intent_text, task_text
 from intentloop.agents.planner import OraclePlanner, PlannerInput
+from intentloop.agents.vlm.configuration import check_episodes
 from intentloop.agents.vlm.constrained import valid_intents
 from intentloop.envs import predicates as P
 from intentloop.envs.goal_tasks import GOAL_FAMILIES, UNTRAINED_FAMILIES
@@ -65,16 +67,12 @@ class DetectorDataSettings:
     image_size: int = 96
 
     def __post_init__(self):
-        if not self.episodes or len(self.episodes) > 5 or any(n < 0 for n in self.episodes):
-            raise ValueError(
-                f"`episodes` must list 1 to 5 episode counts >= 0 (chain lengths 1..5). Got {self.episodes}."
-            )
-        unknown = [f for f in self.families if f not in GOAL_FAMILIES]
-        if unknown:
-            raise ValueError(f"`families` must be goal-level families ({', '.join(GOAL_FAMILIES)}). Got {unknown}.")
-        for name in ("noise", "shaky", "mid_frames", "val_fraction"):
-            if not 0.0 <= getattr(self, name) < 1.0 + (name == "mid_frames"):
-                raise ValueError(f"`{name}` must be in [0, 1]. Got {getattr(self, name)}.")
+        check_episodes(self.episodes, self.families)
+        for name in ("noise", "shaky", "val_fraction"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"`{name}` must be in [0, 1). Got {getattr(self, name)}.")
+        if not 0.0 <= self.mid_frames <= 1.0:
+            raise ValueError(f"`mid_frames` must be in [0, 1]. Got {self.mid_frames}.")
         if not self.skills or any(k not in SKILL_LIBRARIES for k in self.skills):
             raise ValueError(f"`skills` must list skill libraries ({', '.join(SKILL_LIBRARIES)}). Got {self.skills}.")
         if self.counterfactuals < 0 or self.family_episodes < 0 or self.shake < 0:
@@ -174,6 +172,7 @@ class _Recorder(PredicateDetector):
         self.rows: list[tuple] = []
         self.episode, self.segment, self.family, self.validation = 0, -1, "", False
         self._ref_obs: dict | None = None
+        self._stored: dict[int, tuple[dict, int]] = {}  # id -> (observation, frame): holding it keeps ids unique
         self._start_frame = -1
         self._boundaries: list[int] = []  # frames where an intent ended, this episode
 
@@ -182,12 +181,12 @@ class _Recorder(PredicateDetector):
         self._ref_obs, self._start_frame, self._boundaries = None, -1, []
 
     def _frame(self, obs: dict) -> int:
-        key = id(obs)
-        if key not in self._stored:  # a segment's observations stay alive while it runs, so ids are unique
+        """The frame index of ``obs``, stored once per intent."""
+        if id(obs) not in self._stored:
             self.frames.append(obs["image"])
             self.proprio.append(np.asarray(obs["proprio"], np.float32))
-            self._stored[key] = len(self.frames) - 1
-        return self._stored[key]
+            self._stored[id(obs)] = (obs, len(self.frames) - 1)
+        return self._stored[id(obs)][1]
 
     def _row(self, before, prev, after, text, label, kind, segment=-1, counterfactual=False) -> None:
         self.rows.append((before, prev, after, text, bool(label), kind, self.episode, segment, counterfactual,
@@ -207,17 +206,16 @@ class _Recorder(PredicateDetector):
         truth = super().intent_done(intent, obs, ref)
         if ref is not self._ref_obs:  # a new intent started from `ref`
             self._ref_obs, self.segment, self._stored = ref, self.segment + 1, {}
-            self._prev, self._recent, self._held = ref, [], -1
+            self._prev, self._held = ref, -1
+            self._recent = deque(maxlen=self.s.hard_negatives)  # the last unrecorded steps: (prev, obs)
             self._linger = int(self.rng.integers(0, self.s.linger + 1))
-            self._keep = [ref]
             if self._start_frame < 0:
                 self._start_frame = self._frame(ref)
         prev, self._prev = self._prev, obs
-        self._keep.append(obs)  # ids stay unique while the segment's observations are alive
         if truth and self._held < 0:  # the predicate holds for the first time: the steps just before it too
-            for p, o in self._recent[-self.s.hard_negatives :] if self.s.hard_negatives else []:
+            for p, o in self._recent:
                 self._record(intent, p, o, False)
-            self._recent = []
+            self._recent.clear()
         self._held = self._held + 1 if truth or self._held >= 0 else -1
         if self._held >= 0 or self.validation or self.rng.random() < self.s.mid_frames:
             after = self._record(intent, prev, obs, truth)
@@ -231,7 +229,6 @@ class _Recorder(PredicateDetector):
 
     def task_done(self, task, obs, info, start=None, heard=()) -> bool:
         truth = super().task_done(task, obs, info)
-        self._stored = getattr(self, "_stored", {})
         first = self._start_frame if self._start_frame >= 0 else self._frame(start if start is not None else obs)
         text = task_text(task.instruction, tuple(heard))
         last = self._frame(obs)

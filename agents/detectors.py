@@ -73,8 +73,9 @@ def make_detector(name: str = "predicates", path: str | None = None) -> Detector
 
 
 def check_detector(detector: Detector, image: bool, image_size: int) -> None:
-    """A learned detector needs the camera at the size it was trained on: one sentence before any episode."""
-    size = getattr(getattr(detector, "c", None), "image_size", None)
+    """A detector that judges from the camera (one with an ``image_size``, as `LearnedDetector`) needs it at the
+    size it was trained on: one sentence before any episode."""
+    size = getattr(detector, "image_size", None)
     if size is None:
         return
     if not image:

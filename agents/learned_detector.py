@@ -192,6 +192,11 @@ class LearnedDetector:
         self._prev: dict | None = None
         self._streak = 0
 
+    @property
+    def image_size(self) -> int:
+        """The camera size it was trained on (square, pixels)."""
+        return self.c.image_size
+
     @classmethod
     def from_pretrained(cls, path: str | Path) -> LearnedDetector:
         return cls(load_detector_model(path))

@@ -43,6 +43,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
+from intentloop.agents.detectors import error_rates
 from intentloop.agents.planner import IntentOutcome
 from intentloop.agents.vlm.data import Example
 from intentloop.envs.intents import DONE, Intent, InvalidIntent, parse_intent
@@ -266,30 +267,26 @@ def build_dataset(
 def summarize_judgements(judgements: list[Judgement]) -> dict:
     """Round metrics: failures by cause (every failure, and per failed episode its first), and the detector's
     false-positive and false-negative rates against the ground truth, per intent and per task."""
-    events, episodes, det = Counter(), Counter(), Counter()
-    task_fp = task_negatives = task_fn = 0
+    events, episodes, det, task = Counter(), Counter(), Counter(), Counter()
     by_split: dict[str, list[bool]] = defaultdict(list)
     for j in judgements:
         events.update(f.cause for f in j.failures)
         if j.cause:
             episodes[j.cause] += 1
         det.update(j.detector)
-        task_negatives += not j.success
-        task_fp += j.judged_success and not j.success
-        task_fn += j.success and not j.judged_success
+        task[("t" if j.judged_success == j.success else "f") + ("p" if j.judged_success else "n")] += 1
         by_split[j.split].append(j.success)
-    negatives, positives = det["fp"] + det["tn"], det["tp"] + det["fn"]
-    task_positives = len(judgements) - task_negatives
+    intent, task = (error_rates({k: c[k] for k in ("tp", "fp", "tn", "fn")}) for c in (det, task))
     return {
         "episodes": len(judgements),
         "success_by_split": {s: float(np.mean(v)) for s, v in sorted(by_split.items())},
         "failures_by_cause": {c: events[c] for c in CAUSES},
         "failed_episodes_by_cause": {c: episodes[c] for c in CAUSES},
         "detector": {
-            "intent_false_positive_rate": det["fp"] / negatives if negatives else 0.0,
-            "intent_verdicts": {k: det[k] for k in ("tp", "fp", "tn", "fn")},
-            "intent_false_negative_rate": det["fn"] / positives if positives else 0.0,
-            "task_false_positive_rate": task_fp / task_negatives if task_negatives else 0.0,
-            "task_false_negative_rate": task_fn / task_positives if task_positives else 0.0,
+            "intent_false_positive_rate": intent["false_positive_rate"],
+            "intent_verdicts": {k: intent[k] for k in ("tp", "fp", "tn", "fn")},
+            "intent_false_negative_rate": intent["false_negative_rate"],
+            "task_false_positive_rate": task["false_positive_rate"],
+            "task_false_negative_rate": task["false_negative_rate"],
         },
     }

@@ -49,6 +49,15 @@ class VLMModelConfig:
         return (self.image_size // self.patch_size) ** 2
 
 
+def check_episodes(episodes: list[int], families: list[str]) -> None:
+    """Episode counts per chain length 1..5 and goal-level family names, as the data collectors take them."""
+    if not episodes or len(episodes) > 5 or any(n < 0 for n in episodes):
+        raise ValueError(f"`episodes` must list 1 to 5 episode counts >= 0 (chain lengths 1..5). Got {episodes}.")
+    unknown = [f for f in families if f not in GOAL_FAMILIES]
+    if unknown:
+        raise ValueError(f"`families` must be goal-level families ({', '.join(GOAL_FAMILIES)}). Got {unknown}.")
+
+
 @dataclass
 class DataSettings:
     """Supervised examples from the scripted oracle on the train split (see agents/vlm/data.py)."""
@@ -71,13 +80,7 @@ class DataSettings:
     val_fraction: float = 0.05  # episodes kept for validation
 
     def __post_init__(self):
-        if not self.episodes or len(self.episodes) > 5 or any(n < 0 for n in self.episodes):
-            raise ValueError(
-                f"`episodes` must list 1 to 5 episode counts >= 0 (chain lengths 1..5). Got {self.episodes}."
-            )
-        unknown = [f for f in self.families if f not in GOAL_FAMILIES]
-        if unknown:
-            raise ValueError(f"`families` must be goal-level families ({', '.join(GOAL_FAMILIES)}). Got {unknown}.")
+        check_episodes(self.episodes, self.families)
         if self.family_episodes < 0 or self.scene_examples < 0:
             raise ValueError(f"episode counts must be >= 0. Got {self.family_episodes}, {self.scene_examples}.")
         if not 0.0 <= self.captions <= 1.0:
