@@ -2,38 +2,35 @@
 training data for the planner (and a list of failed segments for the skills).
 
     judgements = [judge(row) for row in rows]      # rows: episode-store rows (experiments/episode_store.py)
-    data = build_dataset(rows, judgements, TaskSuite(), np.random.default_rng(0))
+    metrics = summarize_judgements(judgements)     # failures by cause, the detector against the ground truth
+    data = build_dataset(rows, TaskSuite(), np.random.default_rng(0))
     data.planner   # list[agents.vlm.data.Example]: what the planner should have said, with the camera image
-    data.skills    # failed skill segments: episode id, outcome index, intent, steps
+    data.skills    # segments the detector judged failed: episode id, outcome index, intent, steps, reason
 
-Judging reads the detector's verdicts (``outcomes[i].success``, ``judged_success``: what the robot believed)
-and the ground truth recorded next to them (``verified``, ``success``). Training data comes from the
-detector's verdicts only, never from the ground truth: a robot practising on its own has no other signal.
-The ground truth measures the detector (its false positives) and attributes failures:
+Two readers, two kinds of knowledge. ``judge`` is for metrics: it reads the ground truth recorded next to the
+detector's verdicts (``verified``, ``success``) and the task's subgoals, to measure the detector (its false
+positives and negatives) and attribute every failure:
 
 - planner: an unparseable or rejected intent, or a valid intent other than the one the task needed next
   (the needed one is known from the task's subgoals and the ground-truth progress);
 - skill: the needed intent, not achieved;
 - detector: the detector's verdict on an intent (or on the task) disagrees with the ground-truth predicate.
 
-Examples of four kinds, each a (camera image, instruction, history, intent) with the image of the moment
-the planner was asked:
+``build_dataset`` is what the robot learns from, and it sees only what a robot has: the instruction, its own
+camera images, its own intents, the detector's verdicts (``outcomes[i].success``, ``judged_success``) and the
+user's feedback. It never reads the task's intents, its goal, the ground truth or simulator state, on any split
+but the labelled ones in ``oracle_splits`` (default: the train split, whose oracle demonstrations the planner
+was trained on). Examples of four kinds, each a (camera image, instruction, history, intent) with the image of
+the moment the planner was asked:
 
-- ``success``: an episode the detector judged successful with as many achieved intents as subgoals: every
-  achieved intent with the real history before it (failures and recoveries included), then ``done()``;
-- ``progress``: in any other episode, the intents the detector judged achieved that were what the task needed
-  next at that moment (its next subgoal, or the pick before its place), with the real history before them: the
-  agent's own steps that did advance its own task, whatever came after;
-- ``hindsight``: what the episode did achieve (its achieved intents grouped into whole units) as a new
-  instruction phrased by the task suite, with the clean history of that chain, then ``done()``;
-- ``correction``: for episodes of the splits in ``oracle_splits`` only (default: the train split, whose oracle
-  demonstrations the planner was trained on), the intent the task needed where the planner got it wrong.
-
-Goal-level tasks (``clear``, ``swap``, ...) can be reached by several plans, so no intent is "the one needed":
-reflection never reads their reference plan. A goal episode the detector judged successful gives ``success``
-examples of every intent it saw achieved, each with the history and the user's feedback heard before it; a
-failed one gives ``hindsight`` examples only; failures are attributed to the planner (refusals, or a goal not
-reached although every intent worked), a skill (an intent not achieved) or the detector.
+- ``success``: an episode the detector judged successful: every intent it judged achieved, with the real
+  history before it (failures, recoveries and the user's words included), then ``done()``. Any plan that
+  reached the goal teaches, so goal-level tasks (``clear``, ``swap``, ...) and chains are treated alike;
+- ``hindsight``: what a failed episode did achieve (its judged-achieved intents grouped into whole units) as a
+  new instruction phrased by the task suite, with the clean history of that chain, then ``done()``;
+- ``progress`` (labelled splits only): in a failed episode, the intents that were what the task needed next
+  at that moment (its next subgoal, or the pick before its place), with the real history before them;
+- ``correction`` (labelled splits only): the intent the task needed where the planner got it wrong.
 """
 
 from __future__ import annotations
@@ -170,7 +167,7 @@ def judge(row: dict) -> Judgement:
 @dataclass
 class Dataset:
     planner: list[Example]
-    skills: list[dict]  # one per skill failure: episode_id, index, intent, steps, reason
+    skills: list[dict]  # one per intent the detector judged failed: episode_id, index, intent, steps, reason
     kinds: Counter  # examples per kind
     dropped: Counter  # episodes or examples left out, by reason
 
@@ -181,11 +178,17 @@ def _frame_at(row: dict, frames: dict, k: int) -> np.ndarray:
     return frames[k]
 
 
-def _episode_examples(row, j: Judgement, suite: TaskSuite, rng, oracle_splits, episode: int) -> list[tuple]:
-    """(kind, Example) pairs of one episode."""
+def _executed(reason: str) -> bool:
+    """The intent ran to its end: neither refused before it ran nor cut short by the user's words."""
+    return not reason.startswith(REFUSED) and reason != "interrupted"
+
+
+def _episode_examples(row, suite: TaskSuite, rng, labelled: Judgement | None, episode: int) -> list[tuple]:
+    """(kind, Example) pairs of one episode; ``labelled``: its judgement when its split is labelled, else None
+    (and then nothing but the robot's own record is read)."""
     outcomes = [IntentOutcome(o["intent"], o["success"], o["steps"], o["reason"]) for o in row["outcomes"]]
     start = np.concatenate([[0], np.cumsum([o.steps for o in outcomes])]).astype(int)  # frame of each call
-    task, frames, out = Task.from_dict(json.loads(row["task"])), {}, []
+    frames, out = {}, []
     said = [(int(f["at"]), f["text"]) for f in row.get("feedback") or []]
 
     def example(kind, k, instruction, history, target):
@@ -193,18 +196,13 @@ def _episode_examples(row, j: Judgement, suite: TaskSuite, rng, oracle_splits, e
         image = _frame_at(row, frames, k)
         out.append((kind, Example(image, instruction, tuple(history), target, episode, heard)))
 
-    chain = j.achieved
-    if task.is_goal and j.judged_success:  # any plan that reached the goal: every step it saw achieved
-        done = [i for i, o in enumerate(outcomes) if o.success and not o.reason.startswith(REFUSED)]
-        for i in done:
-            example(SUCCESS, start[i], row["instruction"], outcomes[:i], outcomes[i].intent)
-        example(SUCCESS, start[-1], row["instruction"], outcomes, str(DONE))
-    elif not task.is_goal and j.judged_success and len(chain) == len(task.intents):
-        for i in chain:
+    if row["judged_success"]:  # any plan that reached the goal: every step it saw achieved
+        for i in (i for i, o in enumerate(outcomes) if o.success and _executed(o.reason)):
             example(SUCCESS, start[i], row["instruction"], outcomes[:i], outcomes[i].intent)
         example(SUCCESS, start[-1], row["instruction"], outcomes, str(DONE))
     else:
-        for i in j.advanced:  # the steps of the failed episode that did advance its own task
+        chain = _achieved_chain(row["outcomes"])
+        for i in labelled.advanced if labelled else ():  # the steps that did advance the task (its labels)
             example(PROGRESS, start[i], row["instruction"], outcomes[:i], outcomes[i].intent)
         if chain:
             relabel = suite.describe(rng, [parse_intent(outcomes[i].intent) for i in chain])
@@ -212,30 +210,30 @@ def _episode_examples(row, j: Judgement, suite: TaskSuite, rng, oracle_splits, e
             for n, i in enumerate(chain):
                 example(HINDSIGHT, start[i], relabel.instruction, clean[:n], outcomes[i].intent)
             example(HINDSIGHT, start[chain[-1] + 1], relabel.instruction, clean, str(DONE))
-    if task.split in oracle_splits:
-        for f in j.failures:
-            if f.cause == PLANNER and f.correct is not None and f.index is not None:
-                example(CORRECTION, start[f.index], row["instruction"], outcomes[: f.index], f.correct)
+    for f in labelled.failures if labelled else ():
+        if f.cause == PLANNER and f.correct is not None and f.index is not None:
+            example(CORRECTION, start[f.index], row["instruction"], outcomes[: f.index], f.correct)
     return out
 
 
 def build_dataset(
     rows: list[dict],
-    judgements: list[Judgement],
     suite: TaskSuite,
     rng: np.random.Generator,
     oracle_splits: tuple[str, ...] = ("train",),
     max_per_composition: int | None = None,
 ) -> Dataset:
-    """Planner examples and skill records from judged episodes: invalid episodes and duplicate examples are
-    dropped, and no target composition keeps more than ``max_per_composition`` examples (balance)."""
+    """Planner examples and skill records from recorded episodes, by the detector's verdicts (episodes of the
+    ``oracle_splits`` also by their labels): invalid episodes and duplicate examples are dropped, and no target
+    composition keeps more than ``max_per_composition`` examples (balance)."""
     pairs, skills, dropped, seen = [], [], Counter(), set()
-    for episode, (row, j) in enumerate(zip(rows, judgements, strict=True)):
+    for episode, row in enumerate(rows):
         if not row["frames"] or len(row["frames"]) != row["steps"] + 1:
             dropped["episode without a frame per observation"] += 1
             continue
         try:
-            examples = _episode_examples(row, j, suite, rng, oracle_splits, episode)
+            labelled = judge(row) if json.loads(row["task"])["split"] in oracle_splits else None
+            examples = _episode_examples(row, suite, rng, labelled, episode)
         except (InvalidIntent, ValueError) as err:
             dropped[f"unusable episode ({type(err).__name__})"] += 1
             continue
@@ -246,10 +244,9 @@ def build_dataset(
                 continue
             seen.add(key)
             pairs.append((kind, e))
-        for f in j.failures:
-            if f.cause == SKILL:
-                o = row["outcomes"][f.index]
-                skills.append({"episode_id": j.episode_id, "index": f.index, **o})
+        for i, o in enumerate(row["outcomes"]):  # the skill segments the detector judged failed
+            if not o["success"] and _executed(o["reason"]):
+                skills.append({"episode_id": row["episode_id"], "index": i, **o})
     if max_per_composition is not None:
         order, count, kept = rng.permutation(len(pairs)), Counter(), []
         for i in sorted(order, key=lambda i: pairs[i][0] not in (SUCCESS, PROGRESS)):  # the task's own first

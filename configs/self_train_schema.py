@@ -27,11 +27,12 @@ class InitConfig:
 
 @dataclass
 class SelfCollectConfig:
-    """Practice: the agent attempts tasks of both splits from their instructions; nobody demonstrates."""
+    """Practice: the agent attempts tasks of the train and practice splits from their instructions; nobody
+    demonstrates. The unseen split is never practised (envs/tasks.py)."""
 
     workers: int = 2  # collector actors
     episodes: int = 200  # per round
-    splits: list[str] = field(default_factory=lambda: ["train", "heldout"])
+    splits: list[str] = field(default_factory=lambda: ["train", "practice"])
     chain_lengths: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
     families: list[str] = field(default_factory=list)  # goal-level families practised too (envs/goal_tasks.py)
     temperature: float = 0.7  # planner sampling (among valid intents only)
@@ -76,9 +77,18 @@ class SelfEvalConfig:
 
     episodes: int = 50  # per (split, chain length)
     seed: int = 0
-    splits: list[str] = field(default_factory=lambda: ["train", "heldout"])
+    splits: list[str] = field(default_factory=lambda: ["train", "practice", "unseen"])
     chain_lengths: list[int] = field(default_factory=lambda: [1, 5])
     families: list[str] = field(default_factory=list)  # goal-level families, in every split (one set each)
+
+
+@dataclass
+class ReportConfig:
+    """The figures reported (README, BENCHMARKS, metrics.json ``report``): the promoted version of every round
+    and the control arm, on seeds disjoint from ``eval``'s, which only the promotion gate reads (selection)."""
+
+    episodes: int = 50  # per (split, chain length) and family, in eval's splits
+    seed: int = 5_000_000  # report seeds: [seed, seed + episodes), disjoint from eval's and below every practice seed
 
 
 @dataclass
@@ -94,7 +104,8 @@ class PromoteConfig:
 class SelfTrainConfig:
     rounds: int = 3
     backend: str = "mujoco"
-    seed: int = 0
+    seed: int = 0  # this run's practice seeds, update shuffles and exploration (not the eval or report seeds)
+    seeds: list[int] = field(default_factory=list)  # e.g. [0,1,2]: one independent run per seed, and mean +- std
     progress: bool = True
     replays: int = 2  # collected episodes written to TensorBoard per round: the best and the worst
     planner: VLMPlannerConfig = field(default_factory=VLMPlannerConfig)  # decoding and model settings
@@ -104,6 +115,10 @@ class SelfTrainConfig:
     update: UpdateConfig = field(default_factory=UpdateConfig)
     eval: SelfEvalConfig = field(default_factory=SelfEvalConfig)
     promote: PromoteConfig = field(default_factory=PromoteConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    # the equal-compute control arm: every round, the previous control planner (at first the round-0 planner)
+    # is trained for update.steps more steps on the oracle examples alone and scored on the report seeds
+    control: bool = True
     env: EnvConfig = field(default_factory=EnvConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     ray: RayConfig = field(default_factory=RayConfig)

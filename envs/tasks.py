@@ -13,7 +13,14 @@ clear push paths, no block moved once it carries or sits on another).
 
 The split is over compositions (skill x block x target): a fixed, seeded quarter of the ``place`` and
 ``push`` compositions is held out, such that every block, zone and direction still occurs in training.
-Train tasks use only train compositions; held-out tasks contain at least one held-out composition.
+Train tasks use only train compositions; held-out tasks contain at least one held-out composition. The
+held-out compositions are halved again (half of each kind: place in a zone, stack, push) for honest
+self-training (issue 17), so there are four splits:
+
+    train     only train compositions: the labelled split (oracle demonstrations)
+    heldout   at least one held-out composition (the union of the next two)
+    practice  held-out compositions of the practice half only: self-training practises them without labels
+    unseen    at least one composition of the unseen half: never practised, trained or used to choose
 Phrasings are split too: the last template of each list is kept for the "unseen phrasings" test, and the
 phrasing grammar (envs/language.py) rewrites half of the training instructions with its train rules and every
 unseen-phrasings instruction with its held-out rules (new words and structures).
@@ -45,7 +52,7 @@ from intentloop.envs.scene import (
 
 TEMPLATED_FAMILIES = ("pick", "push", "put", "stack", "chain")
 FAMILIES = TEMPLATED_FAMILIES + GOAL_FAMILIES
-SPLITS = ("train", "heldout")
+SPLITS = ("train", "heldout", "practice", "unseen")
 PHRASINGS = ("train", "heldout", "all")
 MAX_CHAIN = 5
 
@@ -163,6 +170,19 @@ def heldout_compositions(seed: int = 0) -> frozenset[tuple[str, ...]]:
     return frozenset(held)
 
 
+def unseen_compositions(seed: int = 0) -> frozenset[tuple[str, ...]]:
+    """The unseen half of `heldout_compositions`: those of every other block in its seeded order, so each kind
+    (place in a zone, stack, push) keeps half of its held-out compositions in each of practice and unseen."""
+    blocks = list(np.random.default_rng(seed).permutation(BLOCKS))  # the order heldout_compositions draws
+    return frozenset(c for c in heldout_compositions(seed) if blocks.index(c[1]) % 2 == 1)
+
+
+def split_of(intents, heldout: frozenset, unseen: frozenset) -> str:
+    """The narrowest split a plan belongs to: unseen, practice (held-out, none unseen) or train."""
+    comps = {composition(i) for i in intents}
+    return "unseen" if comps & unseen else "practice" if comps & heldout else "train"
+
+
 def units_of(intents) -> list[tuple[str, tuple[Intent, ...]]] | None:
     """Group a sequence of intents into the suite's units (put, stack, push, and a lone pick only at the end);
     None if it does not group so (e.g. a pick followed by anything but the place of that block)."""
@@ -212,7 +232,7 @@ class TaskSuite:
         if phrasings not in PHRASINGS:
             raise ValueError(f"unknown phrasings {phrasings!r}; choose one of: {', '.join(PHRASINGS)}")
         self.split, self.phrasings = split, phrasings
-        self.heldout = heldout_compositions(split_seed)
+        self.heldout, self.unseen = heldout_compositions(split_seed), unseen_compositions(split_seed)
 
     def sample(
         self,
@@ -234,7 +254,7 @@ class TaskSuite:
             if units is None:
                 continue
             intents = tuple(i for _, unit in units for i in unit)
-            if self.split == "heldout" and not any(composition(i) in self.heldout for i in intents):
+            if not self._in_split(intents):
                 continue
             return Task(family, intents, self._instruction(rng, units), self.split)
         raise InfeasibleTask(
@@ -274,26 +294,31 @@ class TaskSuite:
             if drawn is None:
                 continue
             arranged, goal, text, plan, event = drawn
-            if self.split == "heldout" and not any(composition(i) in self.heldout for i in plan):
-                continue
-            if self.split == "train" and not all(self._allowed(i) for i in plan):
+            if not self._in_split(plan):
                 continue
             return arranged, Task(family, tuple(plan), self._finish(rng, text), self.split, goal, event)
         raise InfeasibleTask(f"could not sample a feasible {self.split} {family!r} task in {max_tries} tries")
 
     def describe(self, rng: np.random.Generator, intents: tuple[Intent, ...] | list[Intent]) -> Task:
         """A ``chain`` task whose subgoals are ``intents``, phrased with this suite's templates: what a trajectory
-        that achieved them could have been asked to do (hindsight relabelling). The split names whether a
-        held-out composition occurs. ``intents`` must group into units (see `units_of`)."""
+        that achieved them could have been asked to do (hindsight relabelling). Its split is the
+        narrowest split of its compositions (`split_of`). ``intents`` must group into units (see `units_of`)."""
         units = units_of(intents)
         if units is None:
             raise ValueError(f"{', '.join(map(str, intents)) or 'no intents'} do not form a task of whole units")
         intents = tuple(i for _, unit in units for i in unit)
-        split = "heldout" if any(composition(i) in self.heldout for i in intents) else "train"
+        split = split_of(intents, self.heldout, self.unseen)
         return Task("chain", intents, self._instruction(rng, units), split)
 
     def _allowed(self, intent: Intent) -> bool:
-        return self.split == "heldout" or composition(intent) not in self.heldout
+        """Whether a unit may use ``intent`` in this split: train avoids every held-out composition, practice
+        the unseen ones."""
+        c = composition(intent)
+        return not (self.split == "train" and c in self.heldout or self.split == "practice" and c in self.unseen)
+
+    def _in_split(self, plan) -> bool:
+        narrowest = split_of(plan, self.heldout, self.unseen)
+        return narrowest == self.split or (self.split == "heldout" and narrowest != "train")
 
     def _units(self, rng, layout: Layout, family: str, length: int) -> list[tuple[str, tuple[Intent, ...]]] | None:
         board = _Board({b: layout.block_xy(b).copy() for b in BLOCKS}, {z: layout.zone_xy(z) for z in ZONES})

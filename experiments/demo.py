@@ -28,7 +28,7 @@ from hydra.core.hydra_config import HydraConfig
 from intentloop.configs.self_train_schema import SelfTrainConfig
 from intentloop.experiments.common import user_errors
 from intentloop.experiments.report import verdict, write_report
-from intentloop.experiments.self_train import SelfTraining, table
+from intentloop.experiments.self_train import SelfTraining, run_seeds, tables
 from omegaconf import DictConfig, OmegaConf
 
 
@@ -49,14 +49,23 @@ def main(cfg: DictConfig) -> list[dict]:
         f"rounds of {c.collect.episodes} episodes with {c.collect.workers} Ray collectors; run directory {run_dir}"
     )
     start = time.monotonic()
+    if c.seeds:  # independent runs and their mean +- std (self-train's seeds=[...])
+        return run_seeds(c, run_dir)
     history = SelfTraining(c, run_dir).run()
     summary = [
-        {"round": m["round"], "promoted": m["promoted"], "eval": m["eval"]["sets"], "seconds": m.get("seconds")}
+        {
+            "round": m["round"],
+            "promoted": m["promoted"],
+            "report": m["report"]["sets"],  # the promoted planner on the report seeds
+            "control": (m.get("control") or {}).get("report", {}).get("sets"),
+            "selection": m["eval"]["sets"],  # the candidate on the selection seeds (the gate's)
+            "seconds": m.get("seconds"),
+        }
         for m in history
     ]
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    print("\nsuccess rate / average chain length per evaluation set (split/intents), per round:")
-    print(table(history))
+    print()
+    print(tables(history))
     report = write_report(run_dir, history)
     print(f"\n{verdict(history)}")
     print(f"done in {time.monotonic() - start:.0f} s; wrote {run_dir / 'summary.json'}")

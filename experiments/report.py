@@ -25,8 +25,9 @@ COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8
 
 
 def _sets(m: dict) -> dict:
-    """The evaluation of the planner kept after round ``m`` (the promoted one)."""
-    return (m.get("promoted_eval") or m["eval"])["sets"]
+    """The evaluation of the planner kept after round ``m`` (the promoted one), on the report seeds when the run
+    has them (runs before report seeds existed: on the selection seeds)."""
+    return (m.get("report") or m.get("promoted_eval") or m["eval"])["sets"]
 
 
 def _interval(cell: dict) -> list[float]:
@@ -40,7 +41,7 @@ def verdict(history: list[dict]) -> str:
     promoted = [m["round"] for m in history[1:] if m["promoted"]]
     if not promoted:
         return f"No round was promoted: the round-0 planner is kept ({len(history) - 1} rounds tried)."
-    held = [k for k in first if k.startswith("heldout")]
+    held = [k for k in first if k.split("/")[0] in ("practice", "unseen", "heldout")]
     drops = [first[k]["success_rate"] - last[k]["success_rate"] for k in first if k.startswith("train")]
     rise = "no held-out set evaluated"
     if held:
@@ -53,6 +54,10 @@ def verdict(history: list[dict]) -> str:
     forgot = max(drops, default=0.0)
     kept = "the train sets held" if forgot <= 0.01 else f"a train set fell {forgot:.2f}"
     rounds = f"Round {promoted[0]}" if len(promoted) == 1 else f"Rounds {', '.join(map(str, promoted))}"
+    control = (history[-1].get("control") or {}).get("report")
+    if held and control and len(history) > 1:
+        beside = {k: last[k]["success_rate"] - control["sets"][k]["success_rate"] for k in held if k in control["sets"]}
+        kept += "; against the equal-compute control: " + " / ".join(f"{k} {v:+.2f}" for k, v in beside.items())
     return f"{rounds} promoted: {rise}; {kept}."
 
 
@@ -87,14 +92,20 @@ def chart(history: list[dict], width: int = 640, height: int = 260) -> str:
     return "".join(parts) + "</svg>"
 
 
-def _table(history: list[dict]) -> str:
+def _table(history: list[dict], control: bool = False) -> str:
+    """The promoted planner's figures per round (``control``: the control arm's), success [95%] / chain."""
+    if control:  # the control arm has no gate: it is "promoted" every round
+        history = [{"round": m["round"], "promoted": True, "report": m["control"]["report"]}
+                   for m in history if m.get("control")]  # fmt: skip
+        if len(history) < 2:
+            return "<p>No control arm in this run (control=false).</p>"
     keys = list(_sets(history[0]))
     head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
     rows = []
     for m in history:
         cells = []
         for k in keys:
-            c = m["eval"]["sets"][k]
+            c = _sets(m)[k]
             lo, hi = _interval(c)
             cells.append(f"<td>{c['success_rate']:.2f} [{lo:.2f}, {hi:.2f}] / {c['avg_chain_length']:.2f}</td>")
         rows.append(f"<tr><td>{m['round']}</td><td>{'yes' if m['promoted'] else 'no'}</td>{''.join(cells)}</tr>")
@@ -152,8 +163,10 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}} figure{{display:
 <p id="verdict"><b>{html.escape(verdict(history))}</b></p>
 <h2>Success per round (promoted planner; bars: Wilson 95% intervals)</h2>
 {chart(history)}
-<h2>Every candidate's evaluation: success [95% interval] / average chain length</h2>
+<h2>The promoted planner after every round (report seeds): success [95% interval] / average chain length</h2>
 {_table(history)}
+<h2>The equal-compute control arm (the round-0 planner trained as many steps on its oracle data only)</h2>
+{_table(history, control=True)}
 <h2>Failures of the practice episodes, by cause</h2>
 {_failures(history)}
 <h2>Replays</h2>

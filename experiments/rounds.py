@@ -17,15 +17,26 @@ from intentloop.envs.tasks import TEMPLATED_FAMILIES
 from intentloop.experiments.collect import EpisodeJob
 
 COLLECT_SEED = 10_000_000
-ROUND_SEEDS = 100_000  # practice seeds per round: round r collects from COLLECT_SEED + r * ROUND_SEEDS
+ROUND_SEEDS = 100_000  # practice seeds per round: round r collects from COLLECT_SEED + r * ROUND_SEEDS ...
+MAX_ROUNDS, MAX_RUN_SEED = 100, 200  # ... + run seed * MAX_ROUNDS * ROUND_SEEDS (independent runs never meet)
 
 
-def check_seeds(collect_episodes: int, eval_seed: int, eval_episodes: int) -> None:
-    """A ValueError if practice seeds could meet the evaluation seeds or another round's."""
-    if eval_seed < 0 or eval_seed + eval_episodes > COLLECT_SEED:
+def check_seeds(
+    collect_episodes: int, eval_seed: int, eval_episodes: int, report_seed: int | None = None, report_episodes: int = 0
+) -> None:
+    """A ValueError if practice seeds could meet the evaluation seeds or another round's, or the report seeds
+    the selection seeds (``eval``)."""
+    for name, seed, n in (("eval", eval_seed, eval_episodes), ("report", report_seed, report_episodes)):
+        if seed is not None and (seed < 0 or seed + n > COLLECT_SEED):
+            raise ValueError(
+                f"{name} seeds must lie in [0, {COLLECT_SEED}), below every practice seed; "
+                f"got {name}.seed={seed} with {name}.episodes={n}"
+            )
+    overlap = report_seed is not None and eval_seed < report_seed + report_episodes
+    if overlap and report_seed < eval_seed + eval_episodes:
         raise ValueError(
-            f"evaluation seeds must lie in [0, {COLLECT_SEED}), below every practice seed; "
-            f"got eval.seed={eval_seed} with eval.episodes={eval_episodes}"
+            f"report seeds [{report_seed}, {report_seed + report_episodes}) overlap the selection seeds "
+            f"[{eval_seed}, {eval_seed + eval_episodes}) (eval.seed, eval.episodes): choose a disjoint report.seed"
         )
     if collect_episodes > ROUND_SEEDS:
         raise ValueError(
@@ -38,14 +49,23 @@ def _combos(splits: list[str], chain_lengths: list[int], families: list[str]) ->
     return [(s, "chain", n) for n in chain_lengths for s in splits] + [(s, f, 1) for f in families for s in splits]
 
 
+def check_run(rounds: int, seed: int) -> None:
+    """A ValueError if a run's practice seeds would leave the range kept for them."""
+    if not 0 <= rounds < MAX_ROUNDS:
+        raise ValueError(f"rounds must be in [0, {MAX_ROUNDS}), got {rounds}")
+    if not 0 <= seed < MAX_RUN_SEED:
+        raise ValueError(f"seed (and every entry of seeds) must be in [0, {MAX_RUN_SEED}), got {seed}")
+
+
 def practice_jobs(
-    round_: int, episodes: int, splits: list[str], chain_lengths: list[int], families: list[str] = ()
+    round_: int, episodes: int, splits: list[str], chain_lengths: list[int], families: list[str] = (), run_seed=0
 ) -> list[EpisodeJob]:
     """Round ``round_``'s practice episodes, cycling through every (split, chain length) and (split, goal-level
-    family), with fixed ids and seeds."""
+    family), with fixed ids and seeds (other seeds for every ``run_seed``: independent runs)."""
     combos = _combos(splits, chain_lengths, list(families))
+    first = COLLECT_SEED + ROUND_SEEDS * (round_ + MAX_ROUNDS * run_seed)
     return [
-        EpisodeJob(f"r{round_:03d}-e{i:05d}", COLLECT_SEED + ROUND_SEEDS * round_ + i, split, n, task=task)
+        EpisodeJob(f"r{round_:03d}-e{i:05d}", first + i, split, n, task=task)
         for i in range(episodes)
         for split, task, n in [combos[i % len(combos)]]
     ]
@@ -101,18 +121,24 @@ def scores(results: list[dict]) -> dict:
     }
 
 
+def _gate_sets(s: dict) -> list[dict]:
+    """The sets promotion looks at: the practice split's (else the held-out split's); never the unseen split's."""
+    sets = [v for k, v in s["sets"].items() if k.startswith("practice/")]
+    return sets or [v for k, v in s["sets"].items() if k.startswith("heldout/")]
+
+
 def heldout_score(s: dict) -> float:
-    """The held-out figure promotion looks at: average chain length over the held-out sets (a goal-level set
-    counts as one subgoal: its success rate)."""
-    held = [v for k, v in s["sets"].items() if k.startswith("heldout/")]
+    """The held-out figure promotion looks at: average chain length over the practice sets, or the held-out sets
+    when no practice set is evaluated (a goal-level set counts as one subgoal: its success rate)."""
+    held = _gate_sets(s)
     if not held:
-        raise ValueError("promotion needs held-out evaluation: add heldout to eval.splits")
+        raise ValueError("promotion needs held-out evaluation: add practice (or heldout) to eval.splits")
     return float(np.mean([v["avg_chain_length"] for v in held]))
 
 
 def heldout_success(s: dict) -> float:
-    """Mean success rate over the held-out sets."""
-    return float(np.mean([v["success_rate"] for k, v in s["sets"].items() if k.startswith("heldout/")]))
+    """Mean success rate over the sets promotion looks at."""
+    return float(np.mean([v["success_rate"] for v in _gate_sets(s)]))
 
 
 def best_families(evals: list[dict]) -> dict[str, float]:
@@ -144,6 +170,50 @@ def promotion(
     if gain <= min_gain:
         return False, f"held-out average chain length changed by {gain:+.3f} (needs > {min_gain:+.3f})"
     return True, f"held-out average chain length {gain:+.3f}, no train family dropped by more than {max_drop}"
+
+
+def _spread(values: list[float]) -> dict:
+    return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+            "values": [float(v) for v in values]}  # fmt: skip
+
+
+def seeds_summary(runs: dict[int, list[dict]]) -> dict:
+    """Mean +- std (sample std) over independent runs, per round and report set: the promoted planner's success
+    rate and average chain length, the control arm's, and the loop's gain over the control (paired by seed)."""
+    rounds = min(len(h) for h in runs.values())
+    out = []
+    for r in range(rounds):
+        ms = [h[r] for h in runs.values()]
+        row = {"round": r, "promoted": [bool(m["promoted"]) for m in ms], "sets": {}}
+        for k in ms[0]["report"]["sets"]:
+            cell = {}
+            for metric in ("success_rate", "avg_chain_length"):
+                cell[metric] = _spread([m["report"]["sets"][k][metric] for m in ms])
+                if all(m.get("control") for m in ms):
+                    control = [m["control"]["report"]["sets"][k][metric] for m in ms]
+                    cell[f"control_{metric}"] = _spread(control)
+                    mine = [m["report"]["sets"][k][metric] for m in ms]
+                    cell[f"gain_over_control_{metric}"] = _spread([a - b for a, b in zip(mine, control, strict=True)])
+            row["sets"][k] = cell
+        out.append(row)
+    return {"seeds": list(runs), "rounds": out}
+
+
+def seeds_table(summary: dict) -> str:
+    """Success mean +- std over the seeds per round and set, the control arm's beside it."""
+    keys = list(summary["rounds"][0]["sets"])
+    head = f"{'round':<6}" + "".join(f"{k:>30}" for k in keys)
+    lines = [f"success rate over seeds {summary['seeds']}: self-training mean+-std (control mean+-std)", head]
+    for row in summary["rounds"]:
+        cells = ""
+        for k in keys:
+            c = row["sets"][k]
+            text = f"{c['success_rate']['mean']:.2f}+-{c['success_rate']['std']:.2f}"
+            if "control_success_rate" in c:
+                text += f" ({c['control_success_rate']['mean']:.2f}+-{c['control_success_rate']['std']:.2f})"
+            cells += f"{text:>30}"
+        lines.append(f"{row['round']:<6}{cells}")
+    return "\n".join(lines)
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -7,22 +7,30 @@ Resume a run:      the same command with hydra.run.dir=<its run directory>: comp
 
 Each round r:
 1. collect   Ray collector actors run the agent (promoted planner, sampling with ``collect.temperature`` and
-             random valid alternatives with ``collect.epsilon``; learned skills) on practice tasks of both
-             splits; every episode is one atomic Parquet shard in ``rounds/r<r>/episodes``.
-2. reflect   agents/reflection.py judges every episode, attributes failures to planner / skill / detector,
-             relabels failures in hindsight and builds planner examples; skill failures go to
-             ``skill_failures.jsonl``.
+             random valid alternatives with ``collect.epsilon``; learned skills) on tasks of the train and practice
+             splits (never the unseen one); every episode is one atomic Parquet shard in ``rounds/r<r>/episodes``.
+2. reflect   agents/reflection.py judges every episode, attributes failures to planner / skill / detector
+             (metrics), and builds planner examples from what the robot saw and its detector judged (hindsight
+             relabels of failures; oracle corrections on the labelled train split only); the intents the detector
+             judged failed go to ``skill_failures.jsonl``.
 3. update    the promoted planner is fine-tuned on the new examples plus a replay of earlier rounds' examples
              and of the oracle examples it was first trained on (so it does not forget); with
              ``update.skill_practice.iterations`` > 0, a skill that failed often continues RL training
              (RLlib PPO, experiments/skill_practice.py) and is kept if its held-out success rises.
-4. promote   the candidate is evaluated greedily on fixed seeds (train and held-out splits); it becomes the
-             promoted version only if held-out average chain length rises and no train family falls more than
+4. promote   the candidate is evaluated greedily on the selection seeds (``eval``); it becomes the promoted
+             version only if practice-split average chain length rises and no train family falls more than
              ``promote.max_drop`` below the best it reached among the promoted versions. Every version and its
              metrics are kept.
+5. report    the promoted version is scored on the disjoint report seeds (``report``; every split, unseen
+             included): the figures to quote. With ``control`` (default), the control arm's planner is trained
+             ``update.steps`` more steps on the oracle examples alone and scored on the same seeds.
+
+Independent runs: ``seeds=[0,1,2]`` runs the loop once per seed under ``seed<k>/`` and writes
+``seeds_summary.json`` (mean +- std per round and report set, the control's, and the gain over it).
 
 Run directory: ``planner/v000`` (round-0 planner), ``base_examples.npz`` (oracle examples, replayed),
-``rounds/r<r>/{episodes/, examples.npz, skill_failures.jsonl, planner/, skills/ (if practised), metrics.json}``
+``rounds/r<r>/{episodes/, examples.npz, skill_failures.jsonl, planner/, control/, skills/ (if practised),
+metrics.json}``
 (``metrics.json`` is written last: a round is complete when it exists), ``metrics.json`` (every round), ``tb/``
 (TensorBoard).
 """
@@ -33,7 +41,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import hydra
@@ -49,7 +57,7 @@ from intentloop.agents.vlm.modeling import THINKS, build_default_model, checkpoi
 from intentloop.agents.vlm.training import train_planner
 from intentloop.configs.self_train_schema import SelfTrainConfig
 from intentloop.envs.goal_tasks import GOAL_FAMILIES
-from intentloop.envs.tasks import TaskSuite
+from intentloop.envs.tasks import SPLITS, TaskSuite
 from intentloop.experiments.collect import collect
 from intentloop.experiments.common import start_ray, user_errors
 from intentloop.experiments.episode_store import read_store
@@ -57,6 +65,7 @@ from intentloop.experiments.replay import write_replay
 from intentloop.experiments.report import verdict, write_report
 from intentloop.experiments.rounds import (
     best_families,
+    check_run,
     check_seeds,
     eval_jobs,
     family_drops,
@@ -65,6 +74,8 @@ from intentloop.experiments.rounds import (
     practice_jobs,
     promotion,
     scores,
+    seeds_summary,
+    seeds_table,
     write_json,
 )
 from intentloop.experiments.skill_practice import failure_rates, finish_library, practise, to_practise
@@ -74,15 +85,29 @@ from torch.utils.tensorboard import SummaryWriter
 
 
 def check(c: SelfTrainConfig) -> None:
-    if c.rounds < 0:
-        raise ValueError(f"rounds must be >= 0, got {c.rounds}")
+    for seed in c.seeds or [c.seed]:
+        check_run(c.rounds, seed)
+    if len(set(c.seeds)) != len(c.seeds):
+        raise ValueError(f"seeds must be distinct, got {c.seeds}")
     if c.collect.episodes < 1 or c.collect.workers < 1 or c.eval.episodes < 1:
         raise ValueError("collect.episodes, collect.workers and eval.episodes must be >= 1")
     if c.planner.name != "vlm":
         raise ValueError(f"self-training trains the VLM planner; got planner={c.planner.name}")
     if not c.env.image:
         raise ValueError("the VLM planner needs the camera: env.image must be true")
-    check_seeds(c.collect.episodes, c.eval.seed, c.eval.episodes)
+    check_seeds(c.collect.episodes, c.eval.seed, c.eval.episodes, c.report.seed, c.report.episodes)
+    if c.report.episodes < 1:
+        raise ValueError(f"report.episodes must be >= 1 (the figures reported come from them), got {c.report.episodes}")
+    for where, splits in (("collect", c.collect.splits), ("eval", c.eval.splits)):
+        unknown = [s for s in splits if s not in SPLITS]
+        if unknown:
+            raise ValueError(f"{where}.splits must be among {', '.join(SPLITS)}; got {unknown}")
+    practised = [s for s in c.collect.splits if s in ("unseen", "heldout")]
+    if practised and "unseen" in c.eval.splits:
+        raise ValueError(
+            f"collect.splits={practised} practises unseen compositions, and the unseen split must never be practised: "
+            "practise the practice split instead (or drop unseen from eval.splits)"
+        )
     for where, families in (("collect", c.collect.families), ("eval", c.eval.families)):
         unknown = [f for f in families if f not in GOAL_FAMILIES]
         if unknown:
@@ -122,11 +147,30 @@ class SelfTraining:
             progress=c.progress,
         )
 
-    def evaluate(self, planner: str, skills: str | None) -> dict:
+    def evaluate(self, planner: str, skills: str | None, seeds: str = "eval") -> dict:
+        """Greedy scores of a version on the selection seeds (``eval``: the gate's) or the report seeds."""
         e = self.c.eval
-        jobs = eval_jobs(e.episodes, e.seed, e.splits, e.chain_lengths, e.families)
+        seed, episodes = (e.seed, e.episodes) if seeds == "eval" else (self.c.report.seed, self.c.report.episodes)
+        jobs = eval_jobs(episodes, seed, e.splits, e.chain_lengths, e.families)
         report = self._collect(jobs, planner, skills, None, 0.0, 0.0)
         return scores(report.results)
+
+    def _settings(self, r: int) -> TrainSettings:
+        """The update's training settings (the control arm's too: equal compute)."""
+        c, u = self.c, self.c.update
+        return TrainSettings(
+            steps=u.steps, batch_size=u.batch_size, lr=u.lr, warmup_steps=min(u.warmup_steps, u.steps),
+            max_history=c.planner.max_history, threads=u.threads, seed=1000 * c.seed + r, eval_every=u.steps,
+            arg_noise=u.arg_noise, arg_smoothing=u.arg_smoothing,
+        )  # fmt: skip
+
+    def _control(self, r: int, previous: dict, skills: str | None) -> dict:
+        """The control arm's round: the previous control planner trained ``update.steps`` more steps on the oracle
+        examples alone (no practice, no reflection), scored on the report seeds."""
+        out = self.rounds_dir / f"r{r:03d}" / "control"
+        if not (out / "config.json").exists():
+            self._train(previous["planner"], self.base_examples(), [], out, self._settings(r), f"control/r{r:03d}")
+        return {"planner": str(out), "report": self.evaluate(str(out), skills, "report")}
 
     def _train(self, init: str | None, train: list, val: list, out: Path, settings: TrainSettings, tb: str) -> dict:
         """Train (from ``init``, or a fresh default model) and save to ``out`` atomically."""
@@ -178,7 +222,7 @@ class SelfTraining:
         judgements = [judge(row) for row in rows]
         rng = np.random.default_rng([self.c.seed, r])
         u = self.c.update
-        data = build_dataset(rows, judgements, self.suite, rng, tuple(u.oracle_splits), u.max_per_composition)
+        data = build_dataset(rows, self.suite, rng, tuple(u.oracle_splits), u.max_per_composition)
         with open(self.rounds_dir / f"r{r:03d}" / "skill_failures.jsonl", "w") as f:
             f.writelines(json.dumps(s) + "\n" for s in data.skills)
         reflect = {
@@ -229,7 +273,8 @@ class SelfTraining:
         skills = history[-1].get("promoted_skills", c.skills.path)  # None: the skills the package ships
         rdir.mkdir(parents=True, exist_ok=True)
         store = str(rdir / "episodes")
-        jobs = practice_jobs(r, c.collect.episodes, c.collect.splits, c.collect.chain_lengths, c.collect.families)
+        k = c.collect
+        jobs = practice_jobs(r, k.episodes, k.splits, k.chain_lengths, k.families, c.seed)
         report = self._collect(jobs, promoted, skills, store, c.collect.temperature, c.collect.epsilon)
         rows = [row for row in read_store(store).to_pylist() if row["episode_id"].startswith(f"r{r:03d}-")]
         new, reflect, skill_failures = self._examples(r, rows)
@@ -240,14 +285,8 @@ class SelfTraining:
         replay = self._replay_mix(r, new, rng)
         candidate, update = promoted, {"skipped": "no new examples"}
         if new:
-            u = c.update
-            settings = TrainSettings(
-                steps=u.steps, batch_size=u.batch_size, lr=u.lr, warmup_steps=min(u.warmup_steps, u.steps),
-                max_history=c.planner.max_history, threads=u.threads, seed=c.seed + r, eval_every=u.steps,
-                arg_noise=u.arg_noise, arg_smoothing=u.arg_smoothing,
-            )  # fmt: skip
             candidate = str(rdir / "planner")
-            update = self._train(promoted, new + replay, [], Path(candidate), settings, f"update/r{r:03d}")
+            update = self._train(promoted, new + replay, [], Path(candidate), self._settings(r), f"update/r{r:03d}")
         candidate_scores = self.evaluate(candidate, candidate_skills)
         reference = best_families([h["promoted_eval"] for h in history])  # the best of every train family so far
         promote, why = promotion(candidate_scores, promoted_scores, c.promote.max_drop, c.promote.min_gain, reference)
@@ -260,9 +299,11 @@ class SelfTraining:
             why = f"the detector's false-positive rate {detector_fp:.3f} is above {limit}"
             why += f" (promote.max_detector_false_positive_rate){also}"
             promote = False
-        seconds = time.monotonic() - start
-        gain = 100 * (heldout_success(candidate_scores) - heldout_success(promoted_scores))  # success points
         kept = candidate_scores if promote else promoted_scores
+        reported = self.evaluate(candidate, candidate_skills, "report") if promote else history[-1]["report"]
+        seconds = time.monotonic() - start  # the loop's own time: the control arm below is not part of it
+        control = self._control(r, history[-1]["control"], skills) if c.control else None
+        gain = 100 * (heldout_success(candidate_scores) - heldout_success(promoted_scores))  # success points
         return {
             "round": r,
             "planner": candidate,
@@ -273,6 +314,8 @@ class SelfTraining:
             "promoted_skills": candidate_skills if promote else skills,
             "eval": candidate_scores,
             "promoted_eval": kept,
+            "report": reported,  # the promoted version on the report seeds: the figures to quote
+            "control": control,
             "heldout_avg_chain_length": heldout_score(candidate_scores),
             # the largest train-family drop below the best that family reached among promoted versions before
             "forgetting": {
@@ -316,9 +359,11 @@ class SelfTraining:
             if r == 0:
                 v0 = self.initial_planner()
                 s0 = self.evaluate(v0, self.c.skills.path)
+                r0 = self.evaluate(v0, self.c.skills.path, "report")
                 m = {"round": 0, "planner": v0, "promoted": True, "promoted_planner": v0, "eval": s0,
                      "skills": self.c.skills.path, "promoted_skills": self.c.skills.path,
-                     "promoted_eval": s0, "heldout_avg_chain_length": heldout_score(s0),
+                     "promoted_eval": s0, "report": r0, "control": {"planner": v0, "report": r0},
+                     "heldout_avg_chain_length": heldout_score(s0),
                      "forgetting": {"candidate": 0.0, "promoted": 0.0}}  # fmt: skip
             else:
                 last = history[-1]
@@ -334,8 +379,11 @@ class SelfTraining:
 
     def _log(self, writer: SummaryWriter, m: dict) -> None:
         r = m["round"]
-        for which in ("eval", "promoted_eval"):
-            for k, v in m[which]["sets"].items():
+        arms = {"eval": m["eval"], "promoted_eval": m["promoted_eval"], "report": m["report"]}
+        if m.get("control"):
+            arms["control"] = m["control"]["report"]
+        for which, s in arms.items():
+            for k, v in s["sets"].items():
                 writer.add_scalar(f"{which}/{k}/success_rate", v["success_rate"], r)
                 writer.add_scalar(f"{which}/{k}/avg_chain_length", v["avg_chain_length"], r)
         for which, drop in m["forgetting"].items():
@@ -380,22 +428,53 @@ def worst_drop(s: dict, reference: dict[str, float]) -> float:
 def summary_line(m: dict) -> str:
     sets = "  ".join(f"{k} {v['success_rate']:.2f}/{v['avg_chain_length']:.2f}" for k, v in m["eval"]["sets"].items())
     extra = f"  new examples {m['dataset']['new']}" if "dataset" in m else ""
-    return f"{'promoted' if m['promoted'] else 'kept previous'}  success/chain: {sets}{extra}"
+    return f"{'promoted' if m['promoted'] else 'kept previous'}  success/chain (selection seeds): {sets}{extra}"
 
 
-def table(history: list[dict]) -> str:
-    """Success rate / average chain length per evaluation set, one line per round."""
-    keys = list(history[0]["eval"]["sets"])
+def table(history: list[dict], arm: str = "report") -> str:
+    """Success rate / average chain length per evaluation set, one line per round: ``report`` (the promoted
+    version on the report seeds), ``control`` (the equal-compute control arm, report seeds) or ``eval`` (each
+    round's candidate on the selection seeds)."""
+
+    def sets(m: dict) -> dict:
+        return m["control"]["report"]["sets"] if arm == "control" else m[arm]["sets"]
+
+    keys = list(sets(history[0]))
     head = f"{'round':<6}{'promoted':<10}{'episodes':>9}" + "".join(f"{k:>16}" for k in keys)
     lines = [head, "-" * len(head)]
     for m in history:
-        cells = "".join(
-            f"{m['eval']['sets'][k]['success_rate']:>9.2f}/{m['eval']['sets'][k]['avg_chain_length']:<6.2f}"
-            for k in keys
-        )
+        if arm == "control" and not m.get("control"):
+            continue
+        cells = "".join(f"{sets(m)[k]['success_rate']:>9.2f}/{sets(m)[k]['avg_chain_length']:<6.2f}" for k in keys)
         episodes = m.get("collect", {}).get("episodes", 0)
         lines.append(f"{m['round']:<6}{'yes' if m['promoted'] else 'no':<10}{episodes:>9}{cells}")
     return "\n".join(lines)
+
+
+def tables(history: list[dict]) -> str:
+    """The figures to quote: the promoted planner and the control arm, on the report seeds."""
+    out = "success rate / average chain length, report seeds, the promoted planner after each round:\n"
+    out += table(history, "report")
+    if any(m.get("control") for m in history[1:]):
+        out += "\n\nthe control arm (equal update steps on the oracle examples only), report seeds:\n"
+        out += table(history, "control")
+    return out
+
+
+def run_seeds(c: SelfTrainConfig, run_dir: Path) -> dict:
+    """Independent runs of the loop, one per entry of ``c.seeds`` (``<run_dir>/seed<k>``, each resumable), then
+    ``seeds_summary.json``: mean +- std per round and report set, the control arm's and the gain over it."""
+    check(c)
+    runs = {}
+    for k in c.seeds:
+        print(f"-- seed {k} ({len(runs) + 1} of {len(c.seeds)}) --")
+        runs[k] = SelfTraining(replace(c, seed=k, seeds=[]), run_dir / f"seed{k}").run()
+        write_report(run_dir / f"seed{k}", runs[k])
+    summary = seeds_summary(runs)
+    write_json(run_dir / "seeds_summary.json", summary)
+    print(seeds_table(summary))
+    print(f"wrote {run_dir / 'seeds_summary.json'} (and every seed's run under {run_dir}/seed<k>)")
+    return summary
 
 
 @hydra.main(config_path="../configs", config_name="self_train", version_base="1.3")
@@ -403,8 +482,10 @@ def table(history: list[dict]) -> str:
 def main(cfg: DictConfig) -> list[dict]:
     c: SelfTrainConfig = OmegaConf.to_object(cfg)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if c.seeds:
+        return run_seeds(c, run_dir)
     history = SelfTraining(c, run_dir).run()
-    print(table(history))
+    print(tables(history))
     report = write_report(run_dir, history)
     print(f"\n{verdict(history)}\nwrote {run_dir / 'metrics.json'} and the report {report}")
     print(f"view the runs and replays: tensorboard --logdir {run_dir / 'tb'}")

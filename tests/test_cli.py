@@ -170,11 +170,12 @@ def test_demo_runs_the_whole_loop_and_prints_a_summary_table(tmp_path):
     proc = run("demo", *overrides, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "planner: the default VLM trained on 5 oracle episodes" in proc.stdout
-    assert "heldout/1" in proc.stdout and f"tensorboard --logdir {tmp_path / 'tb'}" in proc.stdout
+    assert "unseen/1" in proc.stdout and "the control arm" in proc.stdout and f"tensorboard --logdir {tmp_path / 'tb'}" in proc.stdout
     assert f"the report (plots, failures, replays): {tmp_path / 'report.html'}" in proc.stdout
     assert "<svg" in (tmp_path / "report.html").read_text()
     rows = json.loads((tmp_path / "summary.json").read_text())
-    assert [r["round"] for r in rows] == [0, 1] and set(rows[1]["eval"]) == {"train/1", "heldout/1"}
+    assert [r["round"] for r in rows] == [0, 1]
+    assert set(rows[1]["report"]) == set(rows[1]["control"]) == {"train/1", "practice/1", "unseen/1"}
     with initialize_config_module("intentloop.configs", version_base="1.3"):
         model_config = OmegaConf.to_object(compose("demo", overrides=list(TINY))).planner.model
     trained, init = load_model(tmp_path / "planner" / "v000")[0], build_default_model(model_config)[0]

@@ -67,7 +67,7 @@ def test_a_clean_success_gives_success_examples_with_the_images_the_planner_saw(
     row = record(OraclePlanner(), seed=test_seed)
     j = judge(row)
     assert j.success and j.cause is None and not j.failures and j.achieved == [0, 1]
-    data = build_dataset([row], [j], TaskSuite(), np.random.default_rng(test_seed))
+    data = build_dataset([row], TaskSuite(), np.random.default_rng(test_seed))
     assert [e.target for e in data.planner] == [o["intent"] for o in row["outcomes"]] + ["done()"]
     assert data.kinds == {SUCCESS: 3} and all(e.instruction == row["instruction"] for e in data.planner)
     first_place = row["outcomes"][0]["steps"]
@@ -83,10 +83,10 @@ def test_a_wrong_intent_is_the_planners_fault_and_the_oracle_correction_is_kept_
     j = judge(row)
     first = j.failures[0]
     assert first.index == 0 and first.cause == PLANNER and first.correct.startswith("pick(")
-    data = build_dataset([row], [j], TaskSuite(), np.random.default_rng(test_seed))
+    data = build_dataset([row], TaskSuite(), np.random.default_rng(test_seed))
     corrections = [e for e in data.planner if e.target == first.correct and not e.history]
     assert data.kinds[CORRECTION] == 1 and len(corrections) >= 1
-    held = build_dataset([row], [j], TaskSuite(), np.random.default_rng(test_seed), oracle_splits=())
+    held = build_dataset([row], TaskSuite(), np.random.default_rng(test_seed), oracle_splits=())
     assert held.kinds[CORRECTION] == 0
 
 
@@ -94,7 +94,7 @@ def test_a_needed_intent_not_achieved_is_the_skills_fault_and_is_routed_to_skill
     row = record(OraclePlanner(), LimpPick(), family="pick", seed=test_seed)
     j = judge(row)
     assert not j.success and j.cause == SKILL
-    data = build_dataset([row], [j], TaskSuite(), np.random.default_rng(test_seed))
+    data = build_dataset([row], TaskSuite(), np.random.default_rng(test_seed))
     assert data.skills and all(parse_intent(s["intent"]).skill == "pick" for s in data.skills)
     assert data.kinds[SUCCESS] == 0 and data.kinds[HINDSIGHT] == 0  # nothing was achieved
 
@@ -107,7 +107,7 @@ def test_hindsight_relabels_what_a_failed_episode_did_achieve(test_seed):
     row = record(FirstSays(task=other), layout=layout, task=asked, seed=test_seed)
     j = judge(row)
     assert not j.success and j.cause == PLANNER
-    data = build_dataset([row], [j], suite, np.random.default_rng(test_seed), oracle_splits=())
+    data = build_dataset([row], suite, np.random.default_rng(test_seed), oracle_splits=())
     relabelled = [e for e in data.planner]
     assert data.kinds == {HINDSIGHT: 2}
     assert relabelled[0].target == str(other.intents[0]) and relabelled[1].target == "done()"
@@ -122,17 +122,49 @@ class StopsAfterFirst(FirstSays):
         return super().plan(inp) if not inp.history else "done()"
 
 
-def test_the_steps_of_a_failed_episode_that_advanced_its_task_keep_its_instruction(test_seed):
+def test_the_steps_of_a_failed_episode_that_advanced_its_task_are_taught_only_where_it_is_labelled(test_seed):
     row = record(StopsAfterFirst(), seed=test_seed)
     j = judge(row)
     assert not j.success and j.advanced == [0]
-    data = build_dataset([row], [j], TaskSuite(), np.random.default_rng(test_seed), oracle_splits=())
+    data = build_dataset([row], TaskSuite(), np.random.default_rng(test_seed))  # the train split: labelled
     assert data.kinds == {PROGRESS: 1, HINDSIGHT: 2}
     progress = [e for e in data.planner if e.instruction == row["instruction"]]
     assert len(progress) == 1 and progress[0].target == row["outcomes"][0]["intent"] and not progress[0].history
-    wrong = record(FirstSays("place(red_block, blue_zone)"), seed=test_seed)  # refused, then the oracle: a success
-    relabelled = build_dataset([wrong], [judge(wrong)], TaskSuite(), np.random.default_rng(test_seed), oracle_splits=())
-    assert judge(wrong).success and relabelled.kinds[PROGRESS] == 0
+    unlabelled = build_dataset([row], TaskSuite(), np.random.default_rng(test_seed), oracle_splits=())
+    assert unlabelled.kinds == {HINDSIGHT: 2}  # which step advanced the task is in its labels only
+
+
+ROBOT_KEYS = ("episode_id", "instruction", "outcomes", "judged_success", "frames", "steps", "feedback")
+
+
+def robot_view(row: dict) -> dict:
+    """Only what a robot has (its instruction, images, own intents, the detector's verdicts, the user's words)
+    and the split's name: any other key read raises KeyError."""
+    return {**{k: row[k] for k in ROBOT_KEYS}, "task": json.dumps({"split": json.loads(row["task"])["split"]})}
+
+
+def test_reflection_on_unlabelled_splits_sees_only_what_a_robot_sees(test_seed):
+    suite = TaskSuite(split="heldout")
+    rng = np.random.default_rng(11 + test_seed)
+    layout, task = suite.sample_episode(rng, "chain", 2)
+    rows = [
+        record(OraclePlanner(), seed=test_seed, split="heldout", family="chain"),  # a success
+        record(StopsAfterFirst(), seed=test_seed + 1, split="heldout", family="chain", layout=layout, task=task),
+        record(FirstSays("push(red_block, left)"), seed=test_seed + 2, split="heldout", family="put"),
+        record(OraclePlanner(), LimpPick(), seed=test_seed + 3, split="heldout", family="put"),  # skill failures
+        record(OraclePlanner(), seed=test_seed + 4, family="correct", split="heldout"),  # the user's words
+    ]
+    full, robot = (build_dataset(list(r), TaskSuite(), np.random.default_rng(0)) for r in (rows, map(robot_view, rows)))
+    assert full.kinds == robot.kinds and full.kinds[SUCCESS] and full.kinds[HINDSIGHT]
+
+    def content(data):
+        return [(e.image.tobytes(), e.instruction, tuple(map(str, e.history)), e.target, e.feedback)
+                for e in data.planner]
+
+    assert content(full) == content(robot)
+    assert full.skills == robot.skills and full.skills
+    with pytest.raises(KeyError):  # a labelled split does read its labels
+        build_dataset([robot_view(record(OraclePlanner(), seed=test_seed))], TaskSuite(), np.random.default_rng(0))
 
 
 def test_a_detector_that_disagrees_with_the_ground_truth_is_counted_as_a_false_positive(test_seed):
@@ -153,10 +185,9 @@ def test_a_detector_that_disagrees_with_the_ground_truth_is_counted_as_a_false_p
 
 def test_duplicates_are_dropped_and_the_composition_cap_balances(test_seed):
     row = record(OraclePlanner(), seed=test_seed)
-    j = judge(row)
-    data = build_dataset([row, row], [j, j], TaskSuite(), np.random.default_rng(test_seed))
+    data = build_dataset([row, row], TaskSuite(), np.random.default_rng(test_seed))
     assert len(data.planner) == 3 and data.dropped["duplicate example"] == 3
-    capped = build_dataset([row], [j], TaskSuite(), np.random.default_rng(test_seed), max_per_composition=0)
+    capped = build_dataset([row], TaskSuite(), np.random.default_rng(test_seed), max_per_composition=0)
     assert not capped.planner and capped.dropped["over the per-composition cap"] == 3
 
 
@@ -175,7 +206,7 @@ def test_goal_episodes_are_judged_without_their_reference_plan_and_keep_the_user
     task["intents"] = list(reversed(task["intents"]))  # a reference plan reflection must not read
     scrambled["task"] = json.dumps(task)
     rng = np.random.default_rng(test_seed)
-    datasets = [build_dataset([r], [judge(r)], TaskSuite(), rng) for r in (row, scrambled)]
+    datasets = [build_dataset([r], TaskSuite(), rng) for r in (row, scrambled)]
     assert [(e.target, e.history, e.feedback) for e in datasets[0].planner] == [
         (e.target, e.history, e.feedback) for e in datasets[1].planner
     ]

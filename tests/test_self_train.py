@@ -13,7 +13,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from intentloop.agents.vlm.data import load_examples
 from intentloop.experiments.episode_store import read_store
-from intentloop.experiments.rounds import best_families, eval_jobs, practice_jobs, promotion
+from intentloop.experiments.rounds import best_families, eval_jobs, practice_jobs, promotion, seeds_summary, seeds_table
 from intentloop.experiments.rounds import scores as round_scores
 from intentloop.experiments.self_train import check
 from omegaconf import OmegaConf
@@ -35,6 +35,7 @@ TINY = [
     "update.steps=3",
     "eval.episodes=1",
     "eval.chain_lengths=[1]",
+    "report.episodes=1",
     "ray.num_cpus=2",
     "progress=false",
 ]
@@ -64,14 +65,20 @@ def test_self_train_writes_round_metrics_tensorboard_and_replays(tmp_path):
     assert 0.0 <= r1["reflect"]["detector"]["intent_false_positive_rate"] <= 1.0
     assert "seconds_per_heldout_point" in r1 and r1["dataset"]["new"] > 0
     assert r1["promoted"] and r1["promoted_planner"] == r1["planner"] == str(run_dir / "rounds" / "r001" / "planner")
-    assert set(r1["eval"]["sets"]) == {"train/1", "heldout/1", "train/clear", "heldout/clear"}
+    sets = {f"{split}/{name}" for split in ("train", "practice", "unseen") for name in ("1", "clear")}
+    assert set(r1["eval"]["sets"]) == set(r1["report"]["sets"]) == set(r1["control"]["report"]["sets"]) == sets
     assert "clear" in r1["eval"]["train_families"]
+    control = Path(r1["control"]["planner"])
+    assert control == run_dir / "rounds" / "r001" / "control" and (control / "config.json").exists()
     store = read_store(str(run_dir / "rounds" / "r001" / "episodes"))
-    assert len(store) == 6 and [json.loads(t)["family"] for t in store.column("task").to_pylist()].count("clear") == 2
+    tasks = [json.loads(t) for t in store.column("task").to_pylist()]
+    assert len(store) == 6 and [t["family"] for t in tasks].count("clear") == 2
+    assert {t["split"] for t in tasks} == {"train", "practice"}  # the unseen split is never practised
     tb = EventAccumulator(str(run_dir / "tb"), size_guidance={"images": 0, "scalars": 0}).Reload()
-    steps = [e.step for e in tb.Scalars("eval/heldout/1/success_rate")]
+    steps = [e.step for e in tb.Scalars("eval/practice/1/success_rate")]
     assert steps == [0, 1]
     logged = {"failures/planner", "detector/intent_false_positive_rate", "dataset/new"}
+    logged |= {"report/unseen/clear/success_rate", "control/practice/1/success_rate"}
     logged |= {"forgetting/candidate_train_family_drop", "forgetting/promoted_train_family_drop"}
     assert logged <= set(tb.Tags()["scalars"])
     assert any(t.startswith("replay/r001-") and t.endswith("/video") for t in tb.Tags()["images"])
@@ -123,7 +130,7 @@ def test_a_killed_run_resumes_with_the_episode_count_of_an_uninterrupted_run(tmp
     for r in range(1, rounds + 1):
         ids = read_store(str(run_dir / "rounds" / f"r{r:03d}" / "episodes"), columns=["episode_id"])["episode_id"]
         assert sorted(ids.to_pylist()) == [
-            j.episode_id for j in practice_jobs(r, episodes, ["train", "heldout"], [1, 2])
+            j.episode_id for j in practice_jobs(r, episodes, ["train", "practice"], [1, 2])
         ]
     history = json.loads((run_dir / "metrics.json").read_text())["rounds"]
     assert [m["round"] for m in history] == list(range(rounds + 1))
@@ -256,7 +263,54 @@ def test_practice_seeds_never_meet_evaluation_seeds_nor_another_rounds():
     evaluation = {j.seed for j in eval_jobs(e.episodes, e.seed, e.splits, e.chain_lengths)}
     practice = [j.seed for r in range(1, c.rounds + 1) for j in practice_jobs(r, k.episodes, k.splits, k.chain_lengths)]
     assert len(set(practice)) == len(practice) == c.rounds * k.episodes and not evaluation & set(practice)
-    with pytest.raises(ValueError, match="evaluation seeds must lie in"):
+    with pytest.raises(ValueError, match="eval seeds must lie in"):
         check(self_train_config(f"eval.seed={min(practice) - e.episodes + 1}"))
     with pytest.raises(ValueError, match="collect.episodes must be <="):
         check(self_train_config("collect.episodes=100001"))
+    reported = {j.seed for j in eval_jobs(c.report.episodes, c.report.seed, e.splits, e.chain_lengths)}
+    assert reported and not reported & (evaluation | set(practice))  # selection, report and practice: disjoint
+    with pytest.raises(ValueError, match=r"report seeds \[10, 60\) overlap the selection seeds \[0, 50\)"):
+        check(self_train_config("report.seed=10"))
+    with pytest.raises(ValueError, match="report seeds must lie in"):
+        check(self_train_config(f"report.seed={min(practice) - 1}"))
+
+
+def test_the_unseen_split_is_never_practised_nor_read_by_the_gate():
+    with pytest.raises(ValueError, match="the unseen split must never be practised"):
+        check(self_train_config("collect.splits=[train,unseen]"))
+    with pytest.raises(ValueError, match="the unseen split must never be practised"):
+        check(self_train_config("collect.splits=[train,heldout]"))  # held-out holds the unseen compositions
+    check(self_train_config("collect.splits=[train,heldout]", "eval.splits=[train,heldout]"))  # the old two splits
+    with pytest.raises(ValueError, match=r"eval.splits must be among train, heldout, practice, unseen; got \['test'\]"):
+        check(self_train_config("eval.splits=[train,test]"))
+
+    def sets(practice, unseen):
+        return {"sets": {"practice/5": {"avg_chain_length": practice, "success_rate": practice / 5},
+                         "unseen/5": {"avg_chain_length": unseen, "success_rate": unseen / 5}},
+                "train_families": {}}  # fmt: skip
+
+    assert promotion(sets(3.0, 1.0), sets(2.0, 4.0), 0.01, 0.0)[0]  # unseen fell: not the gate's business
+    assert not promotion(sets(2.0, 5.0), sets(2.0, 1.0), 0.01, 0.0)[0]  # unseen rose alone: no gain
+
+
+def test_independent_seeds_practise_apart_and_summarize_as_mean_and_std_beside_the_control():
+    seeds = {k: {j.seed for r in (1, 2) for j in practice_jobs(r, 50, ["train"], [1], run_seed=k)} for k in (0, 1, 7)}
+    assert all(len(v) == 100 for v in seeds.values()) and not (seeds[0] & seeds[1] or seeds[1] & seeds[7])
+    assert max(map(max, seeds.values())) < 2**31 - 1
+    with pytest.raises(ValueError, match=r"seed \(and every entry of seeds\) must be in \[0, 200\), got 200"):
+        check(self_train_config("seeds=[0,200]"))
+    with pytest.raises(ValueError, match="seeds must be distinct"):
+        check(self_train_config("seeds=[1,1]"))
+
+    def rounds(*pairs):  # (promoted planner, control) success on practice/5 per round
+        return [{"promoted": True, "report": {"sets": {"practice/5": {"success_rate": a, "avg_chain_length": 5 * a}}},
+                 "control": {"report": {"sets": {"practice/5": {"success_rate": b, "avg_chain_length": 5 * b}}}}}
+                for a, b in pairs]  # fmt: skip
+
+    summary = seeds_summary({0: rounds((0.2, 0.2), (0.5, 0.3)), 1: rounds((0.2, 0.2), (0.7, 0.3))})
+    cell = summary["rounds"][1]["sets"]["practice/5"]
+    assert cell["success_rate"]["mean"] == pytest.approx(0.6)
+    assert cell["success_rate"]["std"] == pytest.approx(0.1414, 1e-3)  # the sample std of 0.5 and 0.7
+    assert cell["control_success_rate"]["std"] == 0.0
+    assert cell["gain_over_control_success_rate"]["mean"] == pytest.approx(0.3)
+    assert "0.60+-0.14 (0.30+-0.00)" in seeds_table(summary)

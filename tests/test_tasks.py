@@ -1,8 +1,16 @@
 import numpy as np
 import pytest
+from intentloop.envs.goal_tasks import GOAL_FAMILIES
 from intentloop.envs.intents import parse_intent
 from intentloop.envs.scene import BLOCKS, ZONES, sample_layout
-from intentloop.envs.tasks import MAX_CHAIN, Task, TaskSuite, composition, heldout_compositions
+from intentloop.envs.tasks import (
+    MAX_CHAIN,
+    Task,
+    TaskSuite,
+    composition,
+    heldout_compositions,
+    unseen_compositions,
+)
 
 
 def test_heldout_split_is_deterministic_and_keeps_every_primitive_in_training():
@@ -25,6 +33,27 @@ def test_train_tasks_use_only_train_compositions_and_heldout_tasks_contain_one(l
         assert not any(composition(i) in train.heldout for i in task.intents)
         _, task = heldout.sample_episode(rng, "chain", length)
         assert any(composition(i) in heldout.heldout for i in task.intents)
+
+
+def test_the_unseen_half_of_the_heldout_compositions_is_never_in_a_practice_task(test_seed):
+    held, unseen = heldout_compositions(0), unseen_compositions(0)
+    assert unseen < held and len(unseen) * 2 == len(held) and unseen != unseen_compositions(1)
+    kinds = {"zone": lambda c: c[0] == "place" and c[2] in ZONES, "stack": lambda c: c[0] == "place" and c[2] in BLOCKS,
+             "push": lambda c: c[0] == "push"}  # fmt: skip
+    for kind in kinds.values():  # each kind keeps half its held-out compositions in practice, half unseen
+        assert 2 * sum(map(kind, unseen)) == sum(map(kind, held)) > 0
+    rng = np.random.default_rng(test_seed)
+    practice, unseen_suite = TaskSuite("practice"), TaskSuite("unseen")
+    for family, length in [("chain", 1), ("chain", 3), ("put", 2), ("stack", 2), *((f, 1) for f in GOAL_FAMILIES)]:
+        for _ in range(3):
+            plan = practice.sample_episode(rng, family, length)[1].intents
+            comps = {composition(i) for i in plan}
+            assert comps & held and not comps & unseen, (family, plan)
+            plan = unseen_suite.sample_episode(rng, family, length)[1].intents
+            assert {composition(i) for i in plan} & unseen, (family, plan)
+    relabel = practice.describe(rng, [parse_intent("push(red_block, left)")])
+    assert relabel.split == ("unseen" if ("push", "red_block", "left") in unseen else
+                             "practice" if ("push", "red_block", "left") in held else "train")  # fmt: skip
 
 
 def test_chains_are_feasible_sequences(test_seed):
