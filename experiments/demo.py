@@ -1,4 +1,4 @@
-"""The main job on embedded defaults: the whole loop, small enough for a 2-core CPU machine (<= 6 minutes).
+"""The main job on embedded defaults: the whole loop, small enough for a 2-core CPU machine (about 7 minutes).
 
 How to run:        intentloop demo
 Bigger:            intentloop demo rounds=3 collect.episodes=200 eval.episodes=50

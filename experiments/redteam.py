@@ -34,7 +34,7 @@ from intentloop.agents.safety import SafetyRules
 from intentloop.envs import predicates as P
 from intentloop.envs.intents import Intent, parse_intent
 from intentloop.envs.scene import BLOCKS, WORKSPACE_HIGH, WORKSPACE_LOW, ZONES, Layout, sample_layout
-from intentloop.envs.tasks import MAX_CHAIN, SPLITS, Task
+from intentloop.envs.tasks import MAX_CHAIN, Task
 from intentloop.policies import ScriptedSkill
 
 CASES = Path(__file__).with_name("redteam_v1.yaml")
@@ -191,7 +191,7 @@ def _rules(intent: Intent | None, obs: dict, safety: SafetyRules, reason: str | 
 def oracle_sweep(
     backend: str,
     episodes: int,
-    splits=SPLITS,
+    splits=("train", "heldout"),  # heldout holds practice and unseen
     chain_lengths=range(1, MAX_CHAIN + 1),
     seed: int = 0,
     safety: SafetyRules | None = None,

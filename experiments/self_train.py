@@ -275,10 +275,19 @@ class SelfTraining:
         store = str(rdir / "episodes")
         k = c.collect
         jobs = practice_jobs(r, k.episodes, k.splits, k.chain_lengths, k.families, c.seed)
+        clock = [time.monotonic()]  # the end of every phase, for the share of time each took
+
+        def lap() -> float:
+            clock.append(time.monotonic())
+            return round(clock[-1] - clock[-2], 2)
+
         report = self._collect(jobs, promoted, skills, store, c.collect.temperature, c.collect.epsilon)
         rows = [row for row in read_store(store).to_pylist() if row["episode_id"].startswith(f"r{r:03d}-")]
+        phases = {"collect": lap()}
         new, reflect, skill_failures = self._examples(r, rows)
+        phases["reflect"] = lap()
         candidate_skills, practice = self._practise_skills(r, rows, skill_failures, skills)
+        phases["skill_practice"] = lap()
         save_examples(rdir / ".examples.npz", new) if new else None
         os.replace(rdir / ".examples.npz", rdir / "examples.npz") if new else None
         rng = np.random.default_rng([c.seed, r, 1])
@@ -287,6 +296,7 @@ class SelfTraining:
         if new:
             candidate = str(rdir / "planner")
             update = self._train(promoted, new + replay, [], Path(candidate), self._settings(r), f"update/r{r:03d}")
+        phases["update"] = lap()
         candidate_scores = self.evaluate(candidate, candidate_skills)
         reference = best_families([h["promoted_eval"] for h in history])  # the best of every train family so far
         promote, why = promotion(candidate_scores, promoted_scores, c.promote.max_drop, c.promote.min_gain, reference)
@@ -300,9 +310,16 @@ class SelfTraining:
             why += f" (promote.max_detector_false_positive_rate){also}"
             promote = False
         kept = candidate_scores if promote else promoted_scores
-        reported = self.evaluate(candidate, candidate_skills, "report") if promote else history[-1]["report"]
+        last = history[-1]  # (a run begun before report seeds and the control arm existed has neither)
+        if promote:
+            reported = self.evaluate(candidate, candidate_skills, "report")
+        else:
+            reported = last.get("report") or self.evaluate(promoted, skills, "report")
+        phases["evaluate"] = lap()  # the selection seeds and, for a promoted candidate, the report seeds
         seconds = time.monotonic() - start  # the loop's own time: the control arm below is not part of it
-        control = self._control(r, history[-1]["control"], skills) if c.control else None
+        control = last.get("control") or {"planner": history[0]["planner"]}
+        control = self._control(r, control, skills) if c.control else None
+        phases["control"] = lap()
         gain = 100 * (heldout_success(candidate_scores) - heldout_success(promoted_scores))  # success points
         return {
             "round": r,
@@ -335,6 +352,8 @@ class SelfTraining:
             "dataset": {"new": len(new), "replay": len(replay), "total": len(new) + len(replay)},
             "update": update,
             "seconds": round(seconds, 1),
+            "phase_seconds": phases,  # collect, reflect, skill_practice, update, evaluate (the loop) and control
+            "phase_share": {k: round(v / seconds, 3) for k, v in phases.items() if k != "control"},
             "heldout_success_gain_points": gain,  # against the promoted version the round started from
             "seconds_per_heldout_point": seconds / gain if gain > 0 else None,
         }
@@ -403,6 +422,8 @@ class SelfTraining:
         writer.add_scalar("skills/failures", reflect["skill_failures"], r)
         if "train/loss" in m["update"]:
             writer.add_scalar("planner/loss", m["update"]["train/loss"], r)
+        for phase, share in m.get("phase_share", {}).items():
+            writer.add_scalar(f"compute/share_{phase}", share, r)
         if m["seconds_per_heldout_point"] is not None:
             writer.add_scalar("compute/seconds_per_heldout_point", m["seconds_per_heldout_point"], r)
         writer.flush()
