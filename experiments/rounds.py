@@ -185,14 +185,15 @@ def seeds_summary(runs: dict[int, list[dict]]) -> dict:
     for r in range(rounds):
         ms = [h[r] for h in runs.values()]
         row = {"round": r, "promoted": [bool(m["promoted"]) for m in ms], "sets": {}}
+        controlled = all(m.get("control") for m in ms)
         for k in ms[0]["report"]["sets"]:
             cell = {}
             for metric in ("success_rate", "avg_chain_length"):
-                cell[metric] = _spread([m["report"]["sets"][k][metric] for m in ms])
-                if all(m.get("control") for m in ms):
+                mine = [m["report"]["sets"][k][metric] for m in ms]
+                cell[metric] = _spread(mine)
+                if controlled:
                     control = [m["control"]["report"]["sets"][k][metric] for m in ms]
                     cell[f"control_{metric}"] = _spread(control)
-                    mine = [m["report"]["sets"][k][metric] for m in ms]
                     cell[f"gain_over_control_{metric}"] = _spread([a - b for a, b in zip(mine, control, strict=True)])
             row["sets"][k] = cell
         out.append(row)
