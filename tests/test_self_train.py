@@ -65,7 +65,8 @@ def test_self_train_writes_round_metrics_tensorboard_and_replays(tmp_path):
     assert 0.0 <= r1["reflect"]["detector"]["intent_false_positive_rate"] <= 1.0
     assert "seconds_per_heldout_point" in r1 and r1["dataset"]["new"] > 0
     assert set(r1["phase_share"]) == {"collect", "reflect", "skill_practice", "update", "evaluate"}
-    assert 0.9 < sum(r1["phase_share"].values()) <= 1.0 and r1["phase_seconds"]["control"] > 0
+    assert 0.9 < sum(r1["phase_share"].values()) <= 1.0 + 5 * 0.0005  # five shares, each rounded to 3 places
+    assert r1["phase_seconds"]["control"] > 0
     assert r1["promoted"] and r1["promoted_planner"] == r1["planner"] == str(run_dir / "rounds" / "r001" / "planner")
     sets = {f"{split}/{name}" for split in ("train", "practice", "unseen") for name in ("1", "clear")}
     assert set(r1["eval"]["sets"]) == set(r1["report"]["sets"]) == set(r1["control"]["report"]["sets"]) == sets
