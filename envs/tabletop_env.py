@@ -39,6 +39,12 @@ feedback (the user's utterance that arrived this step, else ""), is_success, sub
 task now (chains: the last subgoal on each block still holds, so a block knocked out of its zone afterwards
 counts as undone; goals: the goal predicate).
 
+## Vectorized
+``gym.make_vec(id, n, "sync" | "async")``; async with shared memory too (envs/instruction_space.py). A process
+that has rendered MuJoCo must start async sub-envs with ``vector_kwargs={"context": "spawn"}`` (EGL does not
+survive ``fork``; envs/sim/mujoco_sim.py). Autoreset is gymnasium's default: the step after a sub-env ends
+returns its reset observation with reward 0.
+
 ## Version History
 v0: initial release.
 """
@@ -51,6 +57,7 @@ import numpy as np
 from gymnasium import spaces
 from intentloop.envs import goals
 from intentloop.envs import predicates as P
+from intentloop.envs.instruction_space import Instruction
 from intentloop.envs.predicates import achieved
 from intentloop.envs.scene import BLOCK_HALF, BLOCKS, WORKSPACE_HIGH, WORKSPACE_LOW, ZONE_HALF
 from intentloop.envs.tasks import FAMILIES, Task, TaskSuite
@@ -91,7 +98,7 @@ class TabletopEnv(WorldEnv):
         obs_spaces = dict(self.world.state_spaces())
         if self.image_hw:
             obs_spaces["image"] = spaces.Box(0, 255, (*self.image_hw, 3), np.uint8)
-        obs_spaces["instruction"] = spaces.Text(MAX_INSTRUCTION, min_length=1, charset=INSTRUCTION_CHARSET)
+        obs_spaces["instruction"] = Instruction(MAX_INSTRUCTION, min_length=1, charset=INSTRUCTION_CHARSET)
         self.observation_space = spaces.Dict(obs_spaces)
         self.action_space = spaces.Box(-1.0, 1.0, (4,), np.float32)
         self.task: Task | None = None

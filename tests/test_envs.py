@@ -216,32 +216,68 @@ def test_backends_agree_on_task_layout_spaces_and_judgement(test_seed):
         env.close()
 
 
-ASYNC = {"shared_memory": False, "context": "spawn"}
+SPAWN = {"context": "spawn"}  # this test process has rendered MuJoCo, and EGL does not survive fork
+
+
+def _rollout(envs, seeds, steps: int) -> list[tuple]:
+    obs, _ = envs.reset(seed=seeds)
+    actions = np.random.default_rng(0).uniform(-1, 1, (steps, len(seeds), 4)).astype(np.float32)
+    out = [(tuple(obs["instruction"]), obs["image"].copy(), obs["blocks"].copy(), np.zeros(len(seeds)))]
+    for action in actions:
+        obs, reward, _, _, _ = envs.step(action)
+        out.append((tuple(obs["instruction"]), obs["image"].copy(), obs["blocks"].copy(), reward))
+    envs.close()
+    return out
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_vectorized_tabletop_keeps_each_sub_envs_scene_and_instruction_sync_and_async(backend):
-    """`gymnasium.make_vec`, sync and async. Async as the README says: without shared memory (gymnasium's
-    shared-memory buffers read a Text observation once, so every instruction comes back as one placeholder)
-    and spawned (a forked MuJoCo EGL renderer hangs)."""
+    """`gymnasium.make_vec`, sync and async with its default shared memory (a plain Text instruction would come
+    back as the empty buffer's placeholder after the first read), through an autoreset (steps_per_intent=3:
+    every sub-env truncates on step 3 and starts its next episode, with a new instruction, on step 4)."""
     singles = [gym.make("intentloop/Tabletop-v0", backend=backend, image_size=32).reset(seed=s)[0] for s in (3, 4)]
     assert singles[0]["instruction"] != singles[1]["instruction"]
-    for mode, kwargs in (("sync", {}), ("async", ASYNC)):
-        envs = gym.make_vec("intentloop/Tabletop-v0", 2, mode, vector_kwargs=kwargs, backend=backend, image_size=32)
-        obs, info = envs.reset(seed=[3, 4])
-        assert list(obs["instruction"]) == [o["instruction"] for o in singles], mode
-        assert all(np.array_equal(obs["image"][i], singles[i]["image"]) for i in (0, 1))
-        assert list(info["n_subgoals"]) == [len(t.intents) for t in info["task"]]
-        obs, reward, terminated, truncated, _ = envs.step(np.zeros((2, 4), np.float32))
-        assert obs["image"].shape == (2, 32, 32, 3) and obs["proprio"].shape == (2, 7)
-        assert not terminated.any() and not truncated.any()
-        envs.close()
+    kwargs = {"backend": backend, "image_size": 32, "steps_per_intent": 3}
+    runs = {
+        mode: _rollout(gym.make_vec("intentloop/Tabletop-v0", 2, mode, vector_kwargs=vk, **kwargs), [3, 4], 5)
+        for mode, vk in (("sync", {}), ("async", SPAWN if backend == "mujoco" else {}))
+    }
+    first = runs["sync"][0]
+    assert list(first[0]) == [o["instruction"] for o in singles]
+    assert all(np.array_equal(first[1][i], singles[i]["image"]) for i in (0, 1))
+    assert runs["sync"][4][0] != runs["sync"][3][0]  # the autoreset's new episodes
+    for (text, image, blocks, reward), (a_text, a_image, a_blocks, a_reward) in zip(*runs.values(), strict=True):
+        assert a_text == text and isinstance(a_text[0], str)
+        assert np.array_equal(a_image, image) and np.allclose(a_blocks, blocks) and np.array_equal(a_reward, reward)
+
+
+def _render_in_child(queue) -> None:
+    try:
+        gym.make("intentloop/Tabletop-v0", image_size=32).reset(seed=0)
+        queue.put("rendered")
+    except RuntimeError as err:
+        queue.put(str(err))
+
+
+def test_mujoco_in_a_process_forked_after_rendering_raises_instead_of_hanging():
+    import multiprocessing
+
+    gym.make("intentloop/Tabletop-v0", image_size=32).reset(seed=0)  # this process renders with EGL
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_render_in_child, args=(queue,))
+    child.start()
+    try:
+        message = queue.get(timeout=60)  # a hang (the check gone) fails here
+    finally:
+        child.kill()
+    assert "forked from one that has rendered" in message and "spawn" in message
 
 
 def test_a_vectorized_skill_env_resets_a_finished_sub_env_on_the_next_step():
     """Gymnasium's default autoreset (next step): the step after a sub-env's truncation returns its reset
     observation with reward 0 and no done flag, while the other sub-env carries on."""
-    envs = gym.make_vec("intentloop/Pick-v0", 2, "async", vector_kwargs=ASYNC)
+    envs = gym.make_vec("intentloop/Pick-v0", 2, "async")
     envs.reset(seed=[0, 1])
     zero = np.zeros((2, *envs.single_action_space.shape), np.float32)
     for step in range(1, 51):  # noqa: B007  (read after the loop)

@@ -1,7 +1,9 @@
 """MuJoCo backend: the tabletop world built from `intentloop.envs.scene` as MJCF.
 
 Rendering is headless on a CPU with ``MUJOCO_GL=egl`` (set here if unset); shadows, reflections and
-multisampling are off, which makes llvmpipe rendering about 40x faster.
+multisampling are off, which makes llvmpipe rendering about 40x faster. EGL does not survive ``fork``: a
+process forked from one that has rendered hangs in its first render, so that render raises instead (start such
+processes with ``spawn``, e.g. ``gym.make_vec(..., vectorization_mode="async", vector_kwargs={"context": "spawn"})``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from intentloop.envs import scene as S  # noqa: E402
 from intentloop.envs.scene import Layout  # noqa: E402
 from intentloop.envs.sim.base import Sim, look_at  # noqa: E402
 
+_RENDERED_IN: int | None = None  # the pid of the process that made an EGL context, if any
 TIMESTEP = 0.002
 GANTRY_KP, FINGER_KP = 2000.0, 300.0
 _ROBOT_JOINTS = ("x", "y", "z", "finger_left", "finger_right")
@@ -140,6 +143,7 @@ class MujocoSim(Sim):
     def render(self, width: int, height: int) -> np.ndarray:
         renderer = self._renderers.get((width, height))
         if renderer is None:
+            _check_not_forked()
             renderer = self._renderers[(width, height)] = mujoco.Renderer(self.model, height, width)
         renderer.update_scene(self.data, self._camera)
         return renderer.render()
@@ -157,3 +161,13 @@ class MujocoSim(Sim):
         for renderer in self._renderers.values():
             renderer.close()
         self._renderers.clear()
+
+
+def _check_not_forked() -> None:
+    global _RENDERED_IN
+    if os.environ.get("MUJOCO_GL") == "egl" and _RENDERED_IN not in (None, os.getpid()):
+        raise RuntimeError(
+            "MuJoCo cannot render with EGL in a process forked from one that has rendered (it would hang): start "
+            "it with the 'spawn' context, e.g. gym.make_vec(..., vector_kwargs={'context': 'spawn'})"
+        )
+    _RENDERED_IN = os.getpid()
