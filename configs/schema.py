@@ -100,6 +100,18 @@ class ReplayConfig:
 
 
 @dataclass
+class ExportConfig:
+    """``intentloop export``: an episode store as a Minari or LeRobot dataset (experiments/export.py)."""
+
+    format: str = MISSING  # minari | lerobot
+    store: str = MISSING  # episode store: a directory or pyarrow filesystem URI
+    out: str = MISSING  # minari: the datasets root (MINARI_DATASETS_PATH); lerobot: the dataset's own folder
+    name: str = "intentloop/tabletop/episodes-v0"  # the Minari dataset id
+    fps: int = 20  # LeRobot's frame rate: one control step is 25 x 2 ms
+    jpeg: bool = False  # Minari: JPEG-encode the images (lossy, smaller); false keeps every pixel
+
+
+@dataclass
 class RLlibConfig:
     """RLlib settings of skill training: BC on scripted demonstrations, then PPO (policies/rllib_config.py)."""
 
@@ -149,6 +161,7 @@ class TrainSkillsConfig:
 cs = ConfigStore.instance()
 cs.store(name="base_evaluate", node=EvaluateConfig)
 cs.store(name="base_replay", node=ReplayConfig)
+cs.store(name="base_export", node=ExportConfig)
 cs.store(name="base_train_skills", node=TrainSkillsConfig)
 cs.store(group="planner", name="base_planner", node=PlannerConfig)
 cs.store(group="skills", name="base_skills", node=SkillsConfig)
