@@ -139,6 +139,26 @@ class RayConfig:
 
 
 @dataclass
+class ServeSettings:
+    replicas: int = 1  # Ray Serve replicas of the planner deployment
+    host: str = "127.0.0.1"  # 0.0.0.0 to answer robots on other machines
+    port: int = 8000
+    route: str = "/plan"
+    image_size: Any = 96  # the camera image a request must carry: an int (square) or [height, width]
+    max_batch_size: int = 16  # @serve.batch: requests that arrive together are decoded as one batch
+    batch_wait_s: float = 0.002
+
+
+@dataclass
+class ServeConfig:
+    """``intentloop serve``: the planner as a Ray Serve deployment with an HTTP route (experiments/serve.py)."""
+
+    planner: PlannerConfig = MISSING
+    serve: ServeSettings = field(default_factory=ServeSettings)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+
+@dataclass
 class TrainSkillsConfig:
     skill: str = "pick"  # pick | place | push | all
     backend: str = "mujoco"
@@ -162,6 +182,7 @@ cs = ConfigStore.instance()
 cs.store(name="base_evaluate", node=EvaluateConfig)
 cs.store(name="base_replay", node=ReplayConfig)
 cs.store(name="base_export", node=ExportConfig)
+cs.store(name="base_serve", node=ServeConfig)
 cs.store(name="base_train_skills", node=TrainSkillsConfig)
 cs.store(group="planner", name="base_planner", node=PlannerConfig)
 cs.store(group="skills", name="base_skills", node=SkillsConfig)

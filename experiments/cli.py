@@ -21,6 +21,7 @@ COMMANDS = {
         "train the learned success detector on simulator-labelled episodes",
     ),
     "replay": ("intentloop.experiments.replay", "write a stored episode to TensorBoard: video, scalars, plan"),
+    "serve": ("intentloop.experiments.serve", "the planner as a Ray Serve deployment: an HTTP route for robots"),
     "export": ("intentloop.experiments.export", "write an episode store as a Minari or a LeRobot (v3.0) dataset"),
     "collect": ("intentloop.experiments.collect_app", "collect episodes with Ray collector actors into the store"),
     "self-train": ("intentloop.experiments.self_train", "rounds of collect, reflect, fine-tune, evaluate, promote"),
