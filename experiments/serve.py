@@ -3,14 +3,15 @@
 How to run:   intentloop serve planner=vlm planner.model_path=shipped serve.replicas=2 serve.port=8000
 Then:         curl -s localhost:8000/plan -H 'Content-Type: application/json' \\
                    -d '{"instruction": "Pick up the red block.", "image": "'"$(base64 -w0 frame.png)"'"}'
-              -> {"intent": "pick(red_block)", "thought": "", "verdict": "valid"}
+              -> {"intent": "pick(red_block)", "thought": "", "verdict": "valid", "batch": 1}
 Python:       intentloop.agents.http_planner.HTTPPlanner("http://127.0.0.1:8000/plan") is a Planner.
 
 A request is JSON: ``instruction`` (text), ``image`` (base64 PNG or JPEG, RGB, the deployment's image size),
 ``history`` (optional: ``{"intent", "success", "steps", "reason"}`` per earlier intent) and ``feedback``
 (optional: ``[after how many outcomes, "the user's words"]`` pairs); nothing else. The answer is the next intent,
-the planner's thought (empty unless it thinks) and the verdict of the intent parser on it (``valid``, or
-``invalid: <why>``; the scene's contracts are the robot's to check). A malformed request gets a 4xx and one
+the planner's thought (empty unless it thinks), the verdict of the intent parser on it (``valid``, or
+``invalid: <why>``; the scene's contracts are the robot's to check) and the size of the batch it was decoded
+in. A malformed request gets a 4xx and one
 sentence (``{"error": ...}``); the deployment keeps serving. Requests that arrive together are decoded as one
 batch (``@serve.batch``) on every replica.
 """
@@ -20,20 +21,29 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import time
 
-import cv2
-import hydra
-import intentloop.configs.planner_schema  # noqa: F401  (registers the config schemas, planner=vlm included)
-import numpy as np
-from intentloop.agents.planner import IntentOutcome, PlannerInput
-from intentloop.envs.intents import InvalidIntent, parse_intent
-from intentloop.envs.world import image_shape
-from intentloop.experiments.common import start_ray, user_errors
-from omegaconf import DictConfig, OmegaConf
-from ray import serve
+# Ray Serve's documented high-throughput mode (gRPC between handles and replicas, user code on the replica's own
+# event loop), read when ray.serve is imported; the router keeps its own loop because collectors are sync actors.
+# bench/bench_serve.py: without it the deployment answered 0.5-0.67x the calls per second of the batching actor.
+SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "1",
+             "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}  # direct ingress drains 30 s per replica stop
+for _key, _value in SERVE_ENV.items():
+    os.environ.setdefault(_key, _value)
 
-ACTOR_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "LP_NUM_THREADS": "1"}
+import cv2  # noqa: E402
+import hydra  # noqa: E402
+import intentloop.configs.planner_schema  # noqa: F401, E402  (registers the config schemas, planner=vlm included)
+import numpy as np  # noqa: E402
+from intentloop.agents.planner import IntentOutcome, PlannerInput  # noqa: E402
+from intentloop.envs.intents import InvalidIntent, parse_intent  # noqa: E402
+from intentloop.envs.world import image_shape  # noqa: E402
+from intentloop.experiments.common import start_ray, user_errors  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from ray import serve  # noqa: E402
+
+ACTOR_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "LP_NUM_THREADS": "1", **SERVE_ENV}
 MAX_BODY = 1 << 20  # bytes: a 96x96 PNG is ~20 KB; a megabyte is a mistake or an attack
 MAX_TEXT, MAX_HISTORY = 400, 64
 KEYS = {"instruction", "image", "history", "feedback"}
@@ -124,7 +134,12 @@ def verdict(text: str) -> str:
     return "valid"
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": ACTOR_ENV}})
+@serve.deployment(
+    ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": ACTOR_ENV}},
+    max_ongoing_requests=64,  # Serve's default (5) would cap a batch at 5 concurrent collectors
+    graceful_shutdown_timeout_s=2,  # an intent takes milliseconds: Serve's 20 s drain only delays a round's end
+    logging_config={"log_level": "WARNING", "enable_access_log": False},  # a log line per intent costs a core
+)
 class PlannerDeployment:
     """Any planner the project loads, batched; the oracle cannot be served (it needs privileged state)."""
 
@@ -145,7 +160,8 @@ class PlannerDeployment:
         texts = batched(inputs) if batched else [self.planner.plan(inp) for inp in inputs]
         thoughts = getattr(self.planner, "last_thoughts", None) or [""] * len(texts)
         self.batches.append(len(inputs))
-        return [{"intent": t, "thought": th, "verdict": verdict(t)} for t, th in zip(texts, thoughts, strict=True)]
+        return [{"intent": t, "thought": th, "verdict": verdict(t), "batch": len(inputs)}
+                for t, th in zip(texts, thoughts, strict=True)]  # fmt: skip
 
     async def plan(self, instruction: str, image, history: list, feedback: list = ()) -> dict:
         """The handle's route (collectors): the image as an array, the history as `IntentOutcome`s."""
@@ -169,6 +185,7 @@ class PlannerDeployment:
         return bool(getattr(self.planner, "think", False))
 
     def stats(self) -> dict:
+        """This replica's served intents, batches and largest batch."""
         return {"calls": sum(self.batches), "batches": len(self.batches), "max_batch": max(self.batches, default=0)}
 
 

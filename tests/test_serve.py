@@ -32,8 +32,7 @@ def served():
     handle = serve.run(planner_app({"name": "vlm", "model_path": "shipped"}, replicas=1), name="planner",
                        route_prefix="/plan")  # fmt: skip
     yield handle
-    serve.shutdown()
-    ray.shutdown()
+    ray.shutdown()  # Serve goes with it
 
 
 def post(body) -> tuple[int, dict]:
