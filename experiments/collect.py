@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import ray
-from intentloop.experiments.common import start_ray
+from intentloop.experiments.common import ONE_THREAD, start_ray
 from intentloop.experiments.episode_store import episode_row, read_store, write_shard
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, WorkerCrashedError
 from tqdm import tqdm
 
-ACTOR_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "LP_NUM_THREADS": "1"}  # 1 thread per process
+ACTOR_ENV = ONE_THREAD  # 1 thread per process
 DIED = (RayActorError, ActorDiedError, ActorUnavailableError, WorkerCrashedError)
 
 

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 logging.getLogger("OpenGL").setLevel(logging.WARNING)  # PyOpenGL announces a missing optional module at INFO
 
 USER_ERRORS = (ValueError, InvalidIntent, FileNotFoundError, KeyError)
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "LP_NUM_THREADS": "1"}  # Ray actors sharing cores
 
 
 def user_errors(app):

@@ -25,6 +25,7 @@ there, so the final observation of each episode is not exported.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import warnings
@@ -97,7 +98,7 @@ def to_minari(store: str, out: str, name: str, jpeg: bool = False) -> Path:
     first = next(rows, None)
     if first is None:
         raise ValueError(f"the store {store} holds no episodes")
-    height, width = _arrays(first)["frames"].shape[1:3]
+    height, width = decode_png(first["frames"][0]).shape[:2]
     obs_space = spaces.Dict(
         {
             "image": spaces.Box(0, 255, (height, width, 3), np.uint8),
@@ -111,7 +112,7 @@ def to_minari(store: str, out: str, name: str, jpeg: bool = False) -> Path:
     previous = os.environ.get("MINARI_DATASETS_PATH")
     os.environ["MINARI_DATASETS_PATH"] = str(Path(out).resolve())
     try:
-        for i, row in enumerate(tqdm(_chain(first, rows), desc="episodes -> minari", unit="ep")):
+        for i, row in enumerate(tqdm(itertools.chain([first], rows), desc="episodes -> minari", unit="ep")):
             a = _arrays(row)
             if a["frames"].shape[1:3] != (height, width):
                 raise ValueError(f"episode {row['episode_id']} has images of another size than the first episode's")
@@ -156,11 +157,6 @@ def to_minari(store: str, out: str, name: str, jpeg: bool = False) -> Path:
         else:
             os.environ["MINARI_DATASETS_PATH"] = previous
     return Path(out) / name
-
-
-def _chain(first, rest):
-    yield first
-    yield from rest
 
 
 # ---------------------------------------------------------------- LeRobot

@@ -11,9 +11,8 @@ A request is JSON: ``instruction`` (text), ``image`` (base64 PNG or JPEG, RGB, t
 (optional: ``[after how many outcomes, "the user's words"]`` pairs); nothing else. The answer is the next intent,
 the planner's thought (empty unless it thinks), the verdict of the intent parser on it (``valid``, or
 ``invalid: <why>``; the scene's contracts are the robot's to check) and the size of the batch it was decoded
-in. A malformed request gets a 4xx and one
-sentence (``{"error": ...}``); the deployment keeps serving. Requests that arrive together are decoded as one
-batch (``@serve.batch``) on every replica.
+in. A malformed request gets a 4xx and one sentence (``{"error": ...}``); the deployment keeps serving.
+Requests that arrive together are decoded as one batch (``@serve.batch``) on every replica.
 """
 
 from __future__ import annotations
@@ -39,11 +38,11 @@ import numpy as np  # noqa: E402
 from intentloop.agents.planner import IntentOutcome, PlannerInput  # noqa: E402
 from intentloop.envs.intents import InvalidIntent, parse_intent  # noqa: E402
 from intentloop.envs.world import image_shape  # noqa: E402
-from intentloop.experiments.common import start_ray, user_errors  # noqa: E402
+from intentloop.experiments.common import ONE_THREAD, start_ray, user_errors  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from ray import serve  # noqa: E402
 
-ACTOR_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "LP_NUM_THREADS": "1", **SERVE_ENV}
+ACTOR_ENV = {**ONE_THREAD, **SERVE_ENV}
 MAX_BODY = 1 << 20  # bytes: a 96x96 PNG is ~20 KB; a megabyte is a mistake or an attack
 MAX_TEXT, MAX_HISTORY = 400, 64
 KEYS = {"instruction", "image", "history", "feedback"}
@@ -145,12 +144,9 @@ class PlannerDeployment:
 
     def __init__(self, planner: dict, image_size=96, max_batch_size: int = 16, batch_wait_s: float = 0.002):
         import torch
-        from intentloop.agents.planner import make_planner
 
         torch.set_num_threads(1)
-        if planner.get("name") == "oracle":
-            raise ValueError("the oracle reads privileged state; serve planner=vlm or planner=text")
-        self.planner, self.image_hw, self.batches = make_planner(OmegaConf.create(planner)), image_shape(image_size), []
+        self.planner, self.image_hw, self.batches = servable_planner(planner), image_shape(image_size), []
         self._decide.set_max_batch_size(max_batch_size)
         self._decide.set_batch_wait_timeout_s(batch_wait_s)
 
@@ -198,13 +194,14 @@ def planner_app(planner: dict, replicas: int = 1, image_size=96, max_batch_size:
     return PlannerDeployment.options(num_replicas=replicas).bind(planner, image_size, max_batch_size, batch_wait_s)
 
 
-def check_servable(planner: dict) -> None:
-    """A planner that cannot be served fails here, in one sentence, before Ray starts."""
+def servable_planner(planner: dict):
+    """The planner a replica serves; one that cannot be served fails in one sentence (``intentloop serve`` builds
+    one before Ray starts)."""
     from intentloop.agents.planner import make_planner
 
     if planner.get("name") == "oracle":
         raise ValueError("the oracle reads privileged state; serve planner=vlm or planner=text")
-    make_planner(OmegaConf.create(planner))
+    return make_planner(OmegaConf.create(planner))
 
 
 @hydra.main(config_path="../configs", config_name="serve", version_base="1.3")
@@ -212,7 +209,7 @@ def check_servable(planner: dict) -> None:
 def main(cfg: DictConfig) -> None:
     planner, s = OmegaConf.to_container(cfg.planner, resolve=True), OmegaConf.to_container(cfg.serve)
     app = planner_app(planner, s["replicas"], s["image_size"], s["max_batch_size"], s["batch_wait_s"])
-    check_servable(planner)
+    servable_planner(planner)  # a bad planner or checkpoint: one sentence, before Ray starts
     start_ray(cfg.ray.address, cfg.ray.num_cpus)
     try:
         serve.start(http_options={"host": s["host"], "port": s["port"]})
