@@ -6,7 +6,7 @@
 N client actors (one per simulated collector: each asks for an intent, waits for it, asks again, with a real
 camera image and instruction) call the planner for ``--seconds``; per setting: planner calls per second and the
 p50 / p99 latency of one call. Settings alternate within each repeat so that load on the shared machine hits
-both. ``ActorServer`` below is the ``PlannerServer`` experiments/collect.py had before the deployment (a queue,
+both. ``ActorServer`` below is the ``PlannerServer`` experiments/collect.py had before it used the deployment (a queue,
 a sleep and a flush in one asyncio actor), kept here as the baseline; ``served`` is
 ``intentloop.experiments.serve.PlannerDeployment`` through its handle (what collectors use).
 """

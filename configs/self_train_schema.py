@@ -37,7 +37,8 @@ class SelfCollectConfig:
     families: list[str] = field(default_factory=list)  # goal-level families practised too (envs/goal_tasks.py)
     temperature: float = 0.7  # planner sampling (among valid intents only)
     epsilon: float = 0.1  # probability of a random valid alternative intent per planning call
-    serve_planner: bool = True  # one batching planner actor shared by the collectors
+    serve_planner: bool = True  # the planner as one Ray Serve deployment (experiments/serve.py) shared by collectors
+    planner_replicas: int = 1  # its replicas: more answer more calls/s to many collectors (docs/BENCHMARKS.md)
     max_retries: int = 1  # re-runs of an episode whose collector died
 
 

@@ -10,26 +10,28 @@
 - Resume: jobs whose episode id is already in the store are skipped (``report.skipped``).
 - A collector that dies (killed, crashed, node lost) loses its in-flight episode only; the driver replaces it
   and runs that episode again, up to ``max_retries`` times (then it is listed in ``report.lost``).
-- A VLM planner is served by one batching actor shared by the collectors (``serve_planner``): requests that
-  arrive together are decoded as one batch. The oracle runs in each collector: it reads privileged state.
+- A VLM planner is the Ray Serve deployment of ``intentloop serve`` (experiments/serve.py), shared by the
+  collectors through its handle (``serve_planner``, ``planner_replicas``): requests that arrive together are
+  decoded as one batch (``@serve.batch``). The oracle runs in each collector: it reads privileged state.
 - Actors are spread over the nodes of a cluster; each result records the node that ran it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 import ray
-from intentloop.experiments.common import ONE_THREAD, start_ray
+from intentloop.experiments.common import start_ray
 from intentloop.experiments.episode_store import episode_row, read_store, write_shard
+from intentloop.experiments.serve import ACTOR_ENV, planner_app  # first: it sets Serve's env before ray.serve loads
+from ray import serve
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, WorkerCrashedError
 from tqdm import tqdm
 
-ACTOR_ENV = ONE_THREAD  # 1 thread per process
+PLANNER_APP = "collect-planner"
 DIED = (RayActorError, ActorDiedError, ActorUnavailableError, WorkerCrashedError)
 
 
@@ -49,7 +51,7 @@ class CollectReport:
     skipped: list[str] = field(default_factory=list)  # already in the store
     lost: list[str] = field(default_factory=list)  # their collectors died more than max_retries times
     dead_workers: int = 0
-    planner_stats: dict | None = None  # the planner server's calls, batches and largest batch, when served
+    planner_stats: dict | None = None  # served: intents answered, largest and mean batch they were decoded in
     seconds: float = 0.0
     episodes_per_s: float = 0.0
 
@@ -66,74 +68,37 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-@ray.remote(num_cpus=0)
-class PlannerServer:
-    """One VLM planner for every collector: concurrent requests are decoded together."""
+class ServedPlanner:
+    """The Planner protocol over the planner deployment's handle (experiments/serve.py): sends only what a robot
+    has (no privileged state) and keeps the size of the batch each answer was decoded in."""
 
-    def __init__(self, planner: dict, wait_s: float = 0.002):
-        from intentloop.agents.planner import make_planner
-
-        _one_thread()
-        self.planner, self.wait_s, self.queue, self.batches = make_planner(_config(planner)), wait_s, [], []
-
-    async def plan(self, instruction: str, image, history: list, feedback: list = ()) -> tuple[str, str]:
-        """(the intent, the planner's thought or "") for what a robot has: the user's words included."""
-        from intentloop.agents.planner import PlannerInput
-
-        future = asyncio.get_running_loop().create_future()
-        self.queue.append((PlannerInput(instruction, image, history, feedback=list(feedback)), future))
-        if len(self.queue) == 1:
-            asyncio.get_running_loop().create_task(self._flush())
-        return await future
-
-    async def _flush(self) -> None:
-        await asyncio.sleep(self.wait_s)  # let the requests that arrive together join the batch
-        batch, self.queue = self.queue, []
-        try:
-            inputs = [inp for inp, _ in batch]
-            batched = getattr(self.planner, "plan_batch", None)  # the VLM decodes a batch together; others one by one
-            texts = batched(inputs) if batched else [self.planner.plan(inp) for inp in inputs]
-        except Exception as err:  # noqa: BLE001  (handed to every caller of the batch)
-            for _, future in batch:
-                future.set_exception(err)
-            return
-        self.batches.append(len(batch))
-        thoughts = getattr(self.planner, "last_thoughts", None) or [""] * len(texts)
-        for (_, future), text, thought in zip(batch, texts, thoughts, strict=True):
-            future.set_result((text, thought))
-
-    def thinks(self) -> bool:
-        return bool(getattr(self.planner, "think", False))
-
-    def stats(self) -> dict:
-        return {"calls": sum(self.batches), "batches": len(self.batches), "max_batch": max(self.batches, default=0)}
-
-
-class RemotePlanner:
-    """The Planner protocol over a `PlannerServer`: sends only what a robot has (no privileged state)."""
-
-    def __init__(self, server, name: str):
-        self.server, self.name = server, name
-        self.think, self.last_thoughts = ray.get(server.thinks.remote()), []  # the agent records thoughts
+    def __init__(self, handle, name: str):
+        self.handle, self.name = handle, name
+        self.think, self.last_thoughts, self.batches = handle.thinks.remote().result(), [], []
 
     def reset(self) -> None:
         pass
 
     def plan(self, inp) -> str:
-        text, thought = ray.get(
-            self.server.plan.remote(inp.instruction, inp.image, list(inp.history), list(inp.feedback))
-        )
-        self.last_thoughts = [thought]
-        return text
+        answer = self.handle.plan.remote(inp.instruction, inp.image, list(inp.history), list(inp.feedback)).result()
+        self.last_thoughts = [answer["thought"]]
+        self.batches.append(answer["batch"])
+        return answer["intent"]
+
+
+def deploy_planner(planner: dict, replicas: int = 1, image_size=96):
+    """(a handle on the planner deployment collectors share, its name); replaced in place if it runs already."""
+    serve.start(proxy_location="Disabled")  # collectors use handles; `intentloop serve` opens the HTTP route
+    return serve.run(planner_app(planner, replicas, image_size), name=PLANNER_APP, route_prefix=None), planner["name"]
 
 
 @ray.remote(num_cpus=1)
 class Collector:
     def __init__(self, backend: str, planner: dict, skills: dict, env: dict, agent: dict, epsilon: float,
-                 store: str | None, server=None):  # fmt: skip
+                 store: str | None, served=None):  # fmt: skip
         _one_thread()
         self.backend, self.env_cfg, self.store, self.envs = backend, env, store, {}
-        self.planner, self.agent = build_agent(backend, planner, skills, env, agent, epsilon, store is not None, server)
+        self.planner, self.agent = build_agent(backend, planner, skills, env, agent, epsilon, store is not None, served)
 
     def _env(self, job: EpisodeJob):
         key = (job.task, job.split, job.chain_length, job.phrasings)
@@ -143,21 +108,26 @@ class Collector:
 
     def run(self, job: EpisodeJob) -> dict:
         self.planner.seed(job.seed)
+        served = self.planner.planner if isinstance(self.planner.planner, ServedPlanner) else None
+        if served is not None:
+            served.batches = []
         result = self.agent.run_episode(self._env(job), seed=job.seed)
         if self.store is not None:
             write_shard(self.store, [episode_row(result, job.episode_id)], name=job.episode_id)
-        return {**result.to_dict(), "episode_id": job.episode_id, "node_id": ray.get_runtime_context().get_node_id()}
+        node = ray.get_runtime_context().get_node_id()
+        return {**result.to_dict(), "episode_id": job.episode_id, "node_id": node,
+                "planner_batches": served.batches if served is not None else []}  # fmt: skip
 
 
 def build_agent(backend: str, planner: dict, skills: dict, env: dict, agent: dict, epsilon: float, record: bool,
-                server=None):  # fmt: skip
+                served=None):  # fmt: skip
     """(the epsilon planner, the agent) a collector runs; `collect` builds one in the driver first as a check."""
     from intentloop.agents import HierarchicalAgent, make_planner
     from intentloop.agents.detectors import check_detector, make_detector
     from intentloop.agents.exploration import EpsilonPlanner
     from intentloop.policies import make_skills
 
-    inner = RemotePlanner(server, planner["name"]) if server is not None else make_planner(_config(planner))
+    inner = ServedPlanner(*served) if served is not None else make_planner(_config(planner))
     explorer = EpsilonPlanner(inner, epsilon)
     detector = make_detector(**(agent.get("detector") or {}))
     check_detector(detector, env.get("image", True), env.get("image_size", 96))
@@ -192,12 +162,14 @@ def stored_ids(store: str) -> set[str]:
         return set()
 
 
-def _check(jobs: list[EpisodeJob], workers: int, epsilon: float, backend: str) -> None:
+def _check(jobs: list[EpisodeJob], workers: int, epsilon: float, backend: str, replicas: int) -> None:
     from intentloop.envs.sim.base import BACKENDS
     from intentloop.envs.tasks import PHRASINGS, SPLITS
 
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if replicas < 1:
+        raise ValueError(f"planner_replicas must be >= 1, got {replicas}")
     if not 0.0 <= epsilon < 1.0:
         raise ValueError(f"epsilon must be in [0, 1), got {epsilon}")
     if backend not in BACKENDS:
@@ -222,6 +194,7 @@ def collect(
     agent: dict | None = None,
     epsilon: float = 0.0,
     serve_planner: bool = True,
+    planner_replicas: int = 1,
     max_retries: int = 1,
     progress: bool = True,
     ray_address: str | None = None,
@@ -230,7 +203,7 @@ def collect(
 ) -> CollectReport:
     """Run ``jobs`` on ``workers`` collector actors; ``store`` None runs without recording (evaluation).
     ``on_result(result, actors)`` is called after every finished episode (tests use it to kill a collector)."""
-    _check(jobs, workers, epsilon, backend)
+    _check(jobs, workers, epsilon, backend, planner_replicas)
     # Every setting and artefact is built once here, before Ray starts: a bad one is one sentence, not dead actors.
     build_agent(backend, planner, skills, env or {}, agent or {}, epsilon, False)
     for job in {(j.task, j.split, j.chain_length, j.phrasings): j for j in jobs}.values():
@@ -240,15 +213,15 @@ def collect(
     done = stored_ids(store) if store is not None else set()
     report.skipped = [j.episode_id for j in jobs if j.episode_id in done]
     queue = deque(j for j in jobs if j.episode_id not in done)
-    server = actors = None
+    served = actors = None
     try:
-        serve = serve_planner and planner["name"] == "vlm" and queue
-        server = PlannerServer.remote(planner) if serve else None
+        if serve_planner and planner["name"] == "vlm" and queue:
+            served = deploy_planner(planner, planner_replicas, (env or {}).get("image_size", 96))
         options = {"scheduling_strategy": "SPREAD", "runtime_env": {"env_vars": ACTOR_ENV}}
 
         def new_actor():
             return Collector.options(**options).remote(backend, planner, skills, env or {}, agent or {}, epsilon,
-                                                       store, server)  # fmt: skip
+                                                       store, served)  # fmt: skip
 
         actors = [new_actor() for _ in range(min(workers, len(queue)))]
         inflight, retries = {}, {}
@@ -278,12 +251,16 @@ def collect(
                 job = queue.popleft()
                 inflight[actor.run.remote(job)] = (actor, job)
         bar.close()
-        report.planner_stats = ray.get(server.stats.remote()) if server is not None else None
+        batches = [b for r in report.results for b in r.pop("planner_batches")]
+        if served is not None:
+            report.planner_stats = {"calls": len(batches), "max_batch": max(batches, default=0),
+                                    "mean_batch": float(np.mean(batches)) if batches else 0.0,
+                                    "replicas": planner_replicas}  # fmt: skip
     finally:
         for actor in actors or []:
             ray.kill(actor)
-        if server is not None:
-            ray.kill(server)
+        if served is not None:
+            serve.delete(PLANNER_APP)
         if started:
             ray.shutdown()
     report.seconds = time.monotonic() - start

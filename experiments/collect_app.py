@@ -47,6 +47,7 @@ def main(cfg: DictConfig) -> dict:
         agent=plain["agent"],
         epsilon=cfg.collect.epsilon,
         serve_planner=cfg.collect.serve_planner,
+        planner_replicas=cfg.collect.planner_replicas,
         max_retries=cfg.collect.max_retries,
         progress=cfg.progress,
         ray_address=cfg.ray.address,

@@ -56,6 +56,8 @@ def start_ray(address: str | None, num_cpus: int | None, timeout_s: float = 10.0
             socket.create_connection((host, int(port)), timeout=timeout_s).close()
         except OSError as e:
             raise ValueError(f"no Ray cluster answers at ray.address={address}: {e.strerror or e}") from None
+    # A loaded machine can need more than Ray's default 30 s for a new head's GCS to bind its port.
+    os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")
     try:
         ray.init(address=address, num_cpus=num_cpus if address == "local" else None, include_dashboard=False,
                  log_to_driver=False)  # fmt: skip

@@ -89,8 +89,8 @@ def check(c: SelfTrainConfig) -> None:
         check_run(c.rounds, seed)
     if len(set(c.seeds)) != len(c.seeds):
         raise ValueError(f"seeds must be distinct, got {c.seeds}")
-    if c.collect.episodes < 1 or c.collect.workers < 1 or c.eval.episodes < 1:
-        raise ValueError("collect.episodes, collect.workers and eval.episodes must be >= 1")
+    if min(c.collect.episodes, c.collect.workers, c.collect.planner_replicas, c.eval.episodes) < 1:
+        raise ValueError("collect.episodes, collect.workers, collect.planner_replicas and eval.episodes must be >= 1")
     if c.planner.name != "vlm":
         raise ValueError(f"self-training trains the VLM planner; got planner={c.planner.name}")
     if not c.env.image:
@@ -143,6 +143,7 @@ class SelfTraining:
             agent=asdict(c.agent),
             epsilon=epsilon,
             serve_planner=c.collect.serve_planner,
+            planner_replicas=c.collect.planner_replicas,
             max_retries=c.collect.max_retries,
             progress=c.progress,
         )

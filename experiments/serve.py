@@ -146,7 +146,7 @@ class PlannerDeployment:
         import torch
 
         torch.set_num_threads(1)
-        self.planner, self.image_hw, self.batches = servable_planner(planner), image_shape(image_size), []
+        self.planner, self.image_hw = servable_planner(planner), image_shape(image_size)
         self._decide.set_max_batch_size(max_batch_size)
         self._decide.set_batch_wait_timeout_s(batch_wait_s)
 
@@ -155,7 +155,6 @@ class PlannerDeployment:
         batched = getattr(self.planner, "plan_batch", None)
         texts = batched(inputs) if batched else [self.planner.plan(inp) for inp in inputs]
         thoughts = getattr(self.planner, "last_thoughts", None) or [""] * len(texts)
-        self.batches.append(len(inputs))
         return [{"intent": t, "thought": th, "verdict": verdict(t), "batch": len(inputs)}
                 for t, th in zip(texts, thoughts, strict=True)]  # fmt: skip
 
@@ -179,10 +178,6 @@ class PlannerDeployment:
 
     def thinks(self) -> bool:
         return bool(getattr(self.planner, "think", False))
-
-    def stats(self) -> dict:
-        """This replica's served intents, batches and largest batch."""
-        return {"calls": sum(self.batches), "batches": len(self.batches), "max_batch": max(self.batches, default=0)}
 
 
 def planner_app(planner: dict, replicas: int = 1, image_size=96, max_batch_size: int = 16, batch_wait_s=0.002):

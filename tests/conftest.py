@@ -3,6 +3,9 @@ import os
 import pytest
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+# Two test workers on two cores start Ray heads side by side: a loaded machine can take longer than Ray's default
+# 30 s for the GCS to bind its port (a CI run failed so); the same setting as experiments.common.start_ray.
+os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import ray
-from intentloop.experiments.collect import EpisodeJob, PlannerServer, collect
+from intentloop.experiments.collect import EpisodeJob, ServedPlanner, collect, deploy_planner
 from intentloop.experiments.episode_store import read_store
+from intentloop.experiments.serve import planner_app
+from ray import serve
 from ray.cluster_utils import Cluster
 
 ORACLE, SCRIPTED, SMALL = {"name": "oracle"}, {"name": "scripted"}, {"image_size": 32}
@@ -77,7 +79,7 @@ def test_resume_skips_stored_episodes_and_a_corrupt_shard_is_reported_and_collec
     assert sorted(stored(store)) == [j.episode_id for j in jobs(5)]
 
 
-def test_the_vlm_planner_is_served_by_one_batching_actor(tmp_path, local_ray):
+def test_the_vlm_planner_is_served_by_one_batching_deployment(tmp_path, local_ray):
     planner = {"name": "vlm", "model": {"image_size": 32, "patch_size": 8}}
     report = collect(jobs(4), None, workers=2, planner=planner, skills=SCRIPTED, env=SMALL, epsilon=0.0,
                      progress=False)  # fmt: skip
@@ -85,27 +87,30 @@ def test_the_vlm_planner_is_served_by_one_batching_actor(tmp_path, local_ray):
     outcomes = [o for r in report.results for o in r["outcomes"]]
     assert outcomes and not any(o["reason"].startswith("invalid") for o in outcomes)  # constrained: all parse
     stats = report.planner_stats
-    # every planning call went through the server: one per outcome, plus a final done() per episode at most
+    # every planning call went through the deployment: one per outcome, plus a final done() per episode at most
     assert len(outcomes) <= stats["calls"] <= len(outcomes) + len(report.results)
+    assert stats["replicas"] == 1 and 1 <= stats["max_batch"] <= 2 and "planner_batches" not in report.results[0]
+    assert serve.status().applications == {}  # the round's deployment is gone with the round
     # batching: two requests in flight together are decoded as one batch of two
-    server = PlannerServer.remote(planner, wait_s=1.0)
+    serve.start(proxy_location="Disabled")
+    handle = serve.run(planner_app(planner, batch_wait_s=1.0), name="batching", route_prefix=None)
     image = np.zeros((32, 32, 3), np.uint8)
-    texts = ray.get([server.plan.remote(f"Pick up the {c} block.", image, []) for c in ("red", "blue")], timeout=60)
-    assert len(texts) == 2 and ray.get(server.stats.remote()) == {"calls": 2, "batches": 1, "max_batch": 2}
-    assert [thought for _, thought in texts] == ["", ""] and not ray.get(server.thinks.remote())
+    answers = [handle.plan.remote(f"Pick up the {c} block.", image, []) for c in ("red", "blue")]
+    answers = [a.result(timeout_s=60) for a in answers]
+    assert [a["batch"] for a in answers] == [2, 2] and [a["thought"] for a in answers] == ["", ""]
+    assert {a["verdict"] for a in answers} == {"valid"} and not handle.thinks.remote().result()
 
 
 def test_the_served_planner_hears_what_the_user_said(local_ray):
     """A correction reaches a served planner as it reaches a local one (the blind baseline acts on it)."""
     from intentloop.agents import IntentOutcome, PlannerInput, make_planner
-    from intentloop.experiments.collect import RemotePlanner
 
     history = [IntentOutcome("pick(red_block)", False, 3, "interrupted")]
     said = [(1, "no, the yellow one")]
     inp = PlannerInput("Put the red block in the blue zone.", np.zeros((32, 32, 3), np.uint8), history, feedback=said)
-    local, served = make_planner("text"), RemotePlanner(PlannerServer.remote({"name": "text"}), "text")
+    local, served = make_planner("text"), ServedPlanner(*deploy_planner({"name": "text"}, image_size=32))
     assert served.plan(inp) == local.plan(inp) != local.plan(PlannerInput(inp.instruction, inp.image, history))
-    assert served.think is False and served.last_thoughts == [""]
+    assert served.think is False and served.last_thoughts == [""] and served.batches == [1]
 
 
 def test_bad_input_fails_with_one_sentence():

@@ -81,7 +81,6 @@ def test_a_robot_in_another_process_runs_an_episode_on_the_served_planner(served
     for text in out["intents"]:
         parse_intent(text)  # every intent the server sent parses
     assert out["success"]  # the shipped planner solves a put task from the image and the words alone
-    assert served.stats.remote().result()["calls"] >= len(out["intents"])
 
 
 @pytest.mark.parametrize(
