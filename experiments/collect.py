@@ -8,8 +8,10 @@
   the driver; a finished episode is written by the collector as ONE shard named after its id (atomic: in the
   store exactly once, or absent).
 - Resume: jobs whose episode id is already in the store are skipped (``report.skipped``).
-- A collector that dies (killed, crashed, node lost) loses its in-flight episode only; the driver replaces it
-  and runs that episode again, up to ``max_retries`` times (then it is listed in ``report.lost``).
+- A collector that dies (killed, crashed, node lost) loses its in-flight episode only: Ray restarts the actor
+  and runs the episode again on it (``max_restarts``, ``max_task_retries``), up to ``max_retries`` times; then
+  it is listed in ``report.lost``. A Serve replica that dies mid-request is replaced by Serve and the request
+  sent again.
 - A VLM planner is the Ray Serve deployment of ``intentloop serve`` (experiments/serve.py), shared by the
   collectors through its handle (``serve_planner``, ``planner_replicas``): requests that arrive together are
   decoded as one batch (``@serve.batch``). The oracle runs in each collector: it reads privileged state.
@@ -50,7 +52,7 @@ class CollectReport:
     results: list[dict] = field(default_factory=list)  # EpisodeResult.to_dict() + episode_id + node_id
     skipped: list[str] = field(default_factory=list)  # already in the store
     lost: list[str] = field(default_factory=list)  # their collectors died more than max_retries times
-    dead_workers: int = 0
+    dead_workers: int = 0  # collectors Ray restarted (one that died twice before its next episode counts once)
     planner_stats: dict | None = None  # served: intents answered, largest and mean batch they were decoded in
     seconds: float = 0.0
     episodes_per_s: float = 0.0
@@ -79,8 +81,15 @@ class ServedPlanner:
     def reset(self) -> None:
         pass
 
-    def plan(self, inp) -> str:
-        answer = self.handle.plan.remote(inp.instruction, inp.image, list(inp.history), list(inp.feedback)).result()
+    def plan(self, inp, retries: int = 3) -> str:
+        for attempt in range(retries + 1):  # a replica that dies mid-request: Serve routes the retry to a live one
+            try:
+                request = self.handle.plan.remote(inp.instruction, inp.image, list(inp.history), list(inp.feedback))
+                answer = request.result()
+                break
+            except DIED:
+                if attempt == retries:
+                    raise
         self.last_thoughts = [answer["thought"]]
         self.batches.append(answer["batch"])
         return answer["intent"]
@@ -98,6 +107,7 @@ class Collector:
                  store: str | None, served=None):  # fmt: skip
         _one_thread()
         self.backend, self.env_cfg, self.store, self.envs = backend, env, store, {}
+        self.restarted = ray.get_runtime_context().was_current_actor_reconstructed  # reported with the next episode
         self.planner, self.agent = build_agent(backend, planner, skills, env, agent, epsilon, store is not None, served)
 
     def _env(self, job: EpisodeJob):
@@ -115,7 +125,8 @@ class Collector:
         if self.store is not None:
             write_shard(self.store, [episode_row(result, job.episode_id)], name=job.episode_id)
         node = ray.get_runtime_context().get_node_id()
-        return {**result.to_dict(), "episode_id": job.episode_id, "node_id": node,
+        restarted, self.restarted = self.restarted, False
+        return {**result.to_dict(), "episode_id": job.episode_id, "node_id": node, "restarted": restarted,
                 "planner_batches": served.batches if served is not None else []}  # fmt: skip
 
 
@@ -217,7 +228,13 @@ def collect(
     try:
         if serve_planner and planner["name"] == "vlm" and queue:
             served = deploy_planner(planner, planner_replicas, (env or {}).get("image_size", 96))
-        options = {"scheduling_strategy": "SPREAD", "runtime_env": {"env_vars": ACTOR_ENV}}
+        # Ray restarts a dead collector (max_restarts) and runs its in-flight episode again (max_task_retries): a
+        # shard is written once under the episode's id, so a re-run is safe. What stays hand-written: a collector
+        # that Ray will not restart (killed with no_restart=True, or its episode's task retries spent) is replaced
+        # here and the episode queued again, up to max_retries times; and the report counts restarts and lost
+        # episodes (Ray does not).
+        options = {"scheduling_strategy": "SPREAD", "runtime_env": {"env_vars": ACTOR_ENV}, "max_restarts": -1,
+                   "max_task_retries": max_retries}  # fmt: skip
 
         def new_actor():
             return Collector.options(**options).remote(backend, planner, skills, env or {}, agent or {}, epsilon,
@@ -234,10 +251,11 @@ def collect(
             actor, job = inflight.pop(ref)
             try:
                 report.results.append(ray.get(ref))
+                report.dead_workers += report.results[-1].pop("restarted")
                 bar.update()
                 if on_result is not None:
                     on_result(report.results[-1], actors)
-            except DIED:
+            except DIED:  # the actor is dead for good, or Ray's retries of the episode are spent
                 report.dead_workers += 1
                 retries[job.episode_id] = retries.get(job.episode_id, 0) + 1
                 if retries[job.episode_id] <= max_retries:
@@ -247,6 +265,7 @@ def collect(
                     bar.update()
                 ray.kill(actor)
                 actors[actors.index(actor)] = actor = new_actor()
+
             if queue:
                 job = queue.popleft()
                 inflight[actor.run.remote(job)] = (actor, job)

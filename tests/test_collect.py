@@ -52,17 +52,43 @@ def test_collectors_on_two_nodes_store_every_episode_exactly_once(tmp_path):
     assert len(pd.read_parquet(store, columns=["episode_id"])) == 8 and pq.ParquetDataset(store).read().num_rows == 8
 
 
-def test_a_collector_killed_mid_round_loses_nothing_and_the_round_completes(tmp_path, local_ray):
-    store, killed = str(tmp_path / "episodes"), []
+@pytest.mark.parametrize("for_good", [False, True])
+def test_a_collector_killed_mid_round_loses_nothing_and_the_round_completes(tmp_path, local_ray, for_good):
+    """Killed as a crash would (Ray restarts the actor and re-runs its episode) or for good (no_restart: the
+    driver replaces it and queues the episode again): every episode is stored exactly once."""
+    store, killed, pool = str(tmp_path / "episodes"), [], []
 
     def kill_one(result, actors):
         if not killed:
             killed.append(actors[0])
-            ray.kill(actors[0])
+            pool.append(actors)  # the driver's list of collectors, as it changes
+            ray.kill(actors[0], no_restart=for_good)
 
     report = collect(jobs(6), store, workers=2, planner=ORACLE, skills=SCRIPTED, env=SMALL, progress=False,
                      on_result=kill_one)  # fmt: skip
-    assert report.dead_workers >= 1 and not report.lost
+    assert killed and report.dead_workers >= 1 and not report.lost and len(report.results) == 6
+    assert sorted(stored(store)) == [j.episode_id for j in jobs(6)]
+    assert sorted(r["episode_id"] for r in report.results) == [j.episode_id for j in jobs(6)]
+    assert (killed[0] in pool[0]) is not for_good  # restarted by Ray in place, or replaced by the driver
+
+
+def test_a_serve_replica_killed_mid_round_loses_nothing(tmp_path, local_ray):
+    """The planner's only replica dies between two intents: Serve starts another and the collectors' requests
+    wait for it; every episode is stored once, none is lost or re-run."""
+    store, killed = str(tmp_path / "episodes"), []
+    planner = {"name": "vlm", "model": {"image_size": 32, "patch_size": 8}}
+
+    def kill_the_replica(result, actors):
+        if not killed:
+            names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                     if a["name"].startswith("SERVE_REPLICA::collect-planner")]  # fmt: skip
+            assert len(names) == 1
+            killed.append(names[0])
+            ray.kill(ray.get_actor(names[0], namespace="serve"), no_restart=True)
+
+    report = collect(jobs(6), store, workers=2, planner=planner, skills=SCRIPTED, env=SMALL, progress=False,
+                     on_result=kill_the_replica)  # fmt: skip
+    assert killed and not report.lost and report.dead_workers == 0
     assert sorted(stored(store)) == [j.episode_id for j in jobs(6)]
 
 
