@@ -10,6 +10,8 @@ parse:       closed-loop episodes on unseen (heldout) and seen phrasings until -
 latency:     median wall time of plan() at batch 1 and of plan_batch() at batch 16, one torch thread. With
              --compare-patch P, also a default-architecture planner with P-pixel patches (24: the 16-token
              vision of the earlier default), timed interleaved with the first on the same inputs, and the ratio.
+             With --compare-generate, also the same model decoding every intent with transformers' `generate`
+             (VLMPlanner.fast_greedy off: the planner before agents/vlm/constrained.py greedy_intent), and the ratio.
              With --think-model M, also M as a thinking planner (planner.think: a thought, then the intent),
              timed the same way beside the first (the thought's latency target is 50 ms at batch 1).
 """
@@ -135,6 +137,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--skip", nargs="*", default=[], choices=["closed-loop", "parse", "latency"])
     p.add_argument("--compare-patch", type=int, default=None, help="also time a default planner with these patches")
+    p.add_argument("--compare-generate", action="store_true", help="also time the same model through generate")
     p.add_argument("--think-model", default=None, help="also time this model as a thinking planner")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     a = p.parse_args()
@@ -151,6 +154,9 @@ def main() -> None:
         planners = [planner]
         if a.compare_patch:
             planners.append(VLMPlanner(model_config=VLMModelConfig(patch_size=a.compare_patch)))
+        if a.compare_generate:
+            planners.append(VLMPlanner(model=planner.model, processor=planner.processor))
+            planners[-1].fast_greedy = False
         if a.think_model:
             planners.append(VLMPlanner(a.think_model, think=True))
         timed = latency(planners, inputs)
@@ -158,6 +164,10 @@ def main() -> None:
         if a.compare_patch:
             results[f"latency_patch{a.compare_patch}"] = timed[1]
             results["latency_ratio_batch1"] = round(timed[0]["batch1_ms"] / timed[1]["batch1_ms"], 3)
+        if a.compare_generate:
+            k = 1 + bool(a.compare_patch)
+            results["latency_generate"] = timed[k]
+            results["latency_ratio_to_generate_batch1"] = round(timed[0]["batch1_ms"] / timed[k]["batch1_ms"], 3)
         if a.think_model:
             results["latency_think"] = timed[-1]
             results["latency_think_ratio_batch1"] = round(timed[-1]["batch1_ms"] / timed[0]["batch1_ms"], 3)

@@ -115,7 +115,8 @@ class ExportConfig:
 class RLlibConfig:
     """RLlib settings of skill training: BC on scripted demonstrations, then PPO (policies/rllib_config.py)."""
 
-    num_env_runners: int = 0  # 0: sample in the driver process; more for a cluster
+    num_env_runners: int = 0  # 0: sample in the driver process; N: N sampling actors (docs/BENCHMARKS.md: 1 vs 2)
+    num_learners: int = 0  # PPO's learners: 0 updates in the driver; N: N learner actors (data-parallel)
     num_envs_per_env_runner: int = 8
     lr: float = 3.0e-4
     train_batch_size: int = 4000  # env steps per PPO iteration

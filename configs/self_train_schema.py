@@ -38,7 +38,7 @@ class SelfCollectConfig:
     temperature: float = 0.7  # planner sampling (among valid intents only)
     epsilon: float = 0.1  # probability of a random valid alternative intent per planning call
     serve_planner: bool = True  # the planner as one Ray Serve deployment (experiments/serve.py) shared by collectors
-    planner_replicas: int = 1  # its replicas: more answer more calls/s to many collectors (docs/BENCHMARKS.md)
+    planner_replicas: int = 2  # its replicas (bench/bench_serve.py: 2 beat the old batching actor at 2-8 collectors)
     max_retries: int = 1  # re-runs of an episode whose collector died
 
 

@@ -205,7 +205,7 @@ def collect(
     agent: dict | None = None,
     epsilon: float = 0.0,
     serve_planner: bool = True,
-    planner_replicas: int = 1,
+    planner_replicas: int = 2,
     max_retries: int = 1,
     progress: bool = True,
     ray_address: str | None = None,

@@ -1,6 +1,7 @@
 """Train goal-conditioned skill policies with RLlib: BC on scripted demonstrations, then PPO.
 
 How to run:         intentloop train-skills skill=pick backend=mujoco        (skill=all trains pick, place, push)
+Scale out:          intentloop train-skills rllib.num_env_runners=2 [rllib.num_learners=2] [ray.address=auto]
 Debug in-process:   intentloop train-skills demo_episodes=4 rllib.bc_iterations=1 rllib.train_batch_size=256 \
                         max_iterations=1 eval_episodes=2 final_eval_episodes=2
 Results to expect:  >= 90% held-out success per skill within a few minutes on 2 cores (docs/BENCHMARKS.md).
@@ -146,6 +147,11 @@ def main(cfg: DictConfig) -> dict:
     if any(s not in SKILL_ENVS for s in skills):
         raise ValueError(f"unknown skill {cfg.skill!r}; choose one of: {', '.join(SKILL_ENVS)}, all")
     gym.make("intentloop/Pick-v0", backend=cfg.backend, reward_type=cfg.reward_type).close()  # bad values fail now
+    r = cfg.rllib
+    if r.num_env_runners < 0 or r.num_learners < 0 or r.num_envs_per_env_runner < 1:
+        raise ValueError("rllib.num_env_runners and rllib.num_learners must be >= 0 and "
+                         f"rllib.num_envs_per_env_runner >= 1, got {r.num_env_runners}, {r.num_learners}, "
+                         f"{r.num_envs_per_env_runner}")  # fmt: skip
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     writer = SummaryWriter(str(run_dir / "tb"))
     writer.add_text("config", f"```\n{OmegaConf.to_yaml(cfg)}\n```")

@@ -69,7 +69,7 @@ def build_ppo(skill: str, env_config: dict, spec: RLModuleSpec, rl: dict, seed: 
             num_envs_per_env_runner=rl["num_envs_per_env_runner"],
             rollout_fragment_length="auto",
         )
-        .learners(num_learners=0)
+        .learners(num_learners=rl.get("num_learners", 0))
         .training(
             lr=rl["lr"],
             train_batch_size_per_learner=rl["train_batch_size"],

@@ -87,7 +87,7 @@ def test_a_serve_replica_killed_mid_round_loses_nothing(tmp_path, local_ray):
             ray.kill(ray.get_actor(names[0], namespace="serve"), no_restart=True)
 
     report = collect(jobs(6), store, workers=2, planner=planner, skills=SCRIPTED, env=SMALL, progress=False,
-                     on_result=kill_the_replica)  # fmt: skip
+                     planner_replicas=1, on_result=kill_the_replica)  # fmt: skip
     assert killed and not report.lost and report.dead_workers == 0
     assert sorted(stored(store)) == [j.episode_id for j in jobs(6)]
 
@@ -115,7 +115,7 @@ def test_the_vlm_planner_is_served_by_one_batching_deployment(tmp_path, local_ra
     stats = report.planner_stats
     # every planning call went through the deployment: one per outcome, plus a final done() per episode at most
     assert len(outcomes) <= stats["calls"] <= len(outcomes) + len(report.results)
-    assert stats["replicas"] == 1 and 1 <= stats["max_batch"] <= 2 and "planner_batches" not in report.results[0]
+    assert stats["replicas"] == 2 and 1 <= stats["max_batch"] <= 2 and "planner_batches" not in report.results[0]
     assert serve.status().applications == {}  # the round's deployment is gone with the round
     # batching: two requests in flight together are decoded as one batch of two
     serve.start(proxy_location="Disabled")

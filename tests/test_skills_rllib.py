@@ -184,3 +184,44 @@ def test_shipped_skills_load_and_solve_a_put_task(backend, test_seed):
     assert sum(r.success for r in results) >= 2  # shipped skills: >= 0.96 per intent (docs/BENCHMARKS.md)
     with pytest.raises(ValueError, match="no shipped skills for backend 'isaac'"):
         pretrained_skills("isaac")
+
+
+def test_ppo_samples_with_env_runners_on_both_nodes_of_a_two_node_cluster(test_seed):
+    """rllib.num_env_runners=2 on a 2-node Ray: one EnvRunner per node, and a real PPO iteration learns from both."""
+    import ray
+    from intentloop.policies.rllib_config import build_ppo, module_spec
+    from ray.cluster_utils import Cluster
+
+    rl = {"num_env_runners": 2, "num_learners": 0, "num_envs_per_env_runner": 1, "lr": 3e-4, "train_batch_size": 128,
+          "minibatch_size": 64, "num_epochs": 1, "entropy_coeff": 0.0, "clip_param": 0.2, "gamma": 0.99,
+          "lambda_": 0.95, "vf_loss_coeff": 0.5}  # fmt: skip
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        cluster.add_node(num_cpus=1)
+        ray.init(address=cluster.address, log_to_driver=False)
+        spec = module_spec({"hidden": [32, 32]}, [0.0] * OBS_DIM, [1.0] * OBS_DIM)
+        algo = build_ppo("pick", {"backend": "mujoco"}, spec, rl, test_seed).build_algo()
+        nodes = algo.env_runner_group.foreach_env_runner(
+            lambda runner: ray.get_runtime_context().get_node_id(), local_env_runner=False
+        )
+        before = {k: v.clone() for k, v in algo.get_module().state_dict().items()}
+        result = algo.train()
+        after = algo.get_module().state_dict()
+        algo.stop()
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert len(nodes) == 2 and len(set(nodes)) == 2  # one EnvRunner on each node
+    assert result["env_runners"]["num_env_steps_sampled_lifetime"] >= rl["train_batch_size"]
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the update used what they sampled
+
+
+@pytest.mark.parametrize("override", ["rllib.num_env_runners=-1", "rllib.num_learners=-2",
+                                      "rllib.num_envs_per_env_runner=0"])  # fmt: skip
+def test_train_skills_refuses_bad_scale_out_settings_with_one_sentence(tmp_path, override):
+    proc = subprocess.run([CLI, "train-skills", override, f"hydra.run.dir={tmp_path}"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120)  # fmt: skip
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert lines[0].startswith("intentloop train-skills: error: rllib.num_env_runners and rllib.num_learners")
+

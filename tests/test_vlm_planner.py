@@ -123,6 +123,32 @@ def test_batched_planning_matches_one_at_a_time(test_seed):
     assert planner.plan_batch(inputs) == [planner.plan(i) for i in inputs]
 
 
+def test_fast_greedy_decoding_picks_what_generate_picks_in_fewer_forward_passes(test_seed):
+    """Batch-1 greedy intents skip `generate` (agents/vlm/constrained.py greedy_intent): the same intent on every
+    input, refusals left out as before, and a forced token (``##_block,`` after ``red``) costs no pass."""
+    from dataclasses import replace
+
+    planner, passes = VLMPlanner(model_path="shipped"), []
+    planner.model.register_forward_hook(lambda *_: passes.append(1))
+    inputs = planner_inputs(40, seed=11 + test_seed, size=96)
+    inputs += [replace(i, history=[*i.history, IntentOutcome("pick(red_block)", False, 0, "rejected: x")])
+               for i in inputs[:10]]  # fmt: skip
+    fast, fast_passes, slow, slow_passes = [], [], [], []
+    for inp in inputs:
+        fast.append(planner.plan(inp))
+        fast_passes.append(len(passes))
+        passes.clear()
+    planner.fast_greedy = False
+    for inp in inputs:
+        slow.append(planner.plan(inp))
+        slow_passes.append(len(passes))
+        passes.clear()
+    assert fast == slow and len(set(fast)) > 3, fast
+    # two arguments (place, push, stack): the block's ``##_block,`` is forced, one pass fewer; else as many
+    saved = [int("," in intent) for intent in fast]
+    assert [s - f for s, f in zip(slow_passes, fast_passes, strict=True)] == saved and sum(saved) >= 3
+
+
 def test_a_thinking_planner_writes_a_bounded_thought_then_a_valid_intent(test_seed):
     """A random tiny model thinks free text: every thought stops by ``max_thought`` tokens (then ``next:`` is
     forced), never holds a special token, and the intent after it still parses; batched equals one at a time."""

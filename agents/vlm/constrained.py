@@ -135,6 +135,35 @@ def split_thought(ids: list[int], marker: tuple[int, ...] | None) -> tuple[list[
     return ids, None
 
 
+@torch.no_grad()
+def greedy_intent(model, batch, trie: IntentTrie, banned: frozenset[str] = frozenset()) -> list[int]:
+    """The intent ids `generate` with `IntentConstraint` picks greedily for a one-prompt ``batch``, in fewer
+    forward passes: a token the trie forces (the only one allowed: ``##_block,`` after ``red``) is fed with the
+    next pass instead of costing one, no pass runs once one intent is left, and `generate`'s own overhead is gone:
+    9.5 ms against 11.6 ms per intent at batch 1 (docs/BENCHMARKS.md)."""
+    node, ids, feed, past, mask = trie.root, [], [], None, batch["attention_mask"]
+    while True:
+        if past is None:
+            out = model(**batch, use_cache=True, logits_to_keep=1)
+        else:
+            mask = torch.cat([mask, mask.new_ones(1, len(feed))], dim=1)
+            ids_in = torch.tensor([feed], device=mask.device)
+            out = model(input_ids=ids_in, attention_mask=mask, cache=past, use_cache=True, logits_to_keep=1)
+        past, feed, logits = out.cache, [], out.logits[0, -1]
+        allowed = trie.allowed(node, banned)
+        token = int(allowed[logits[allowed].argmax()]) if len(allowed) > 1 else int(allowed[0])
+        while True:
+            ids.append(token)
+            feed.append(token)
+            node = node.children.get(token)
+            if node is None or node.only is not None:  # eos, or one intent left: what generate stops at
+                return ids
+            allowed = trie.allowed(node, banned)
+            if len(allowed) > 1:
+                break
+            token = int(allowed[0])  # forced: no pass of its own
+
+
 class IntentConstraint(LogitsProcessor):
     """Masks every token that does not continue a valid intent (nor one of the row's ``banned`` intents); rows
     that have finished may only pad. With a ``marker`` (a thinking planner), each row first writes free text up

@@ -24,6 +24,7 @@ from intentloop.agents.vlm.constrained import (
     IntentComplete,
     IntentConstraint,
     IntentTrie,
+    greedy_intent,
     split_thought,
     valid_intents,
 )
@@ -72,6 +73,8 @@ class VLMPlanner:
         if think is None:  # as the checkpoint was trained (train_planner records it in the model's config)
             think = bool(getattr(model.config, THINKS, False))
         self.think, self.max_thought, self.last_thoughts = think, max_thought, []
+        # Greedy batch-1 intents skip `generate` for `greedy_intent` (the same choice, fewer forward passes).
+        self.fast_greedy = True
         tok = processor.tokenizer
         tok.padding_side = "left"  # every prompt of a batch ends where generation starts
         self.trie = IntentTrie(tok, valid_intents(tuple(blocks), tuple(zones)))
@@ -119,6 +122,9 @@ class VLMPlanner:
         n = batch["input_ids"].shape[1]
         sampling = {"do_sample": True, "temperature": self.temperature} if self.temperature > 0 else {}
         banned = [refused_since_last_run(i.history) for i in inputs] if self.avoid_refused else None
+        if self.fast_greedy and len(inputs) == 1 and self.temperature == 0 and not self.think:
+            self.last_thoughts = [""]
+            return [self.trie.decode(greedy_intent(self.model, batch, self.trie, banned[0] if banned else frozenset()))]
         thought_len = self.max_thought + len(self.marker) if self.think else 0
         constraint = IntentConstraint(self.trie, n, banned, self.marker, self.max_thought, self.special)
         out = self.model.generate(
