@@ -84,6 +84,29 @@ def measure(server, served: bool, clients: int, seconds: float, inputs) -> dict:
             "p99_ms": float(np.percentile(lat, 99))}  # fmt: skip
 
 
+def startup(planner: dict, replicas: int, inputs, runs: int) -> dict:
+    """Seconds from nothing to the first answer, and to remove it again: the actor, and the deployment as
+    `collect` deploys and deletes it each call."""
+    from intentloop.experiments.collect import PLANNER_APP, deploy_planner
+
+    instruction, image = inputs[0]
+    out = {"actor_first_answer_s": [], "served_first_answer_s": [], "served_delete_s": []}
+    for _ in range(runs):
+        start = time.perf_counter()
+        actor = ActorServer.remote(planner)
+        ray.get(actor.plan.remote(instruction, image, []))
+        out["actor_first_answer_s"].append(time.perf_counter() - start)
+        ray.kill(actor)
+        start = time.perf_counter()
+        handle, _ = deploy_planner(planner, replicas)
+        handle.plan.remote(instruction, image, []).result()
+        out["served_first_answer_s"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        serve.delete(PLANNER_APP)
+        out["served_delete_s"].append(time.perf_counter() - start)
+    return {k: [round(x, 2) for x in v] for k, v in out.items()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--concurrency", type=int, nargs="+", default=[2, 4, 8])
@@ -91,6 +114,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--model", default="shipped")
     p.add_argument("--replicas", type=int, default=1, help="replicas of the deployment (the actor is one)")
+    p.add_argument("--startup", type=int, default=0, help="also time this many start-ups of each, then exit")
     p.add_argument("--out", default=None)
     a = p.parse_args()
     env = gym.make("intentloop/Tabletop-v0", task="clear")
@@ -98,6 +122,10 @@ def main() -> None:
     env.close()
     planner = {"name": "vlm", "model_path": a.model}
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    if a.startup:
+        print("start-up", json.dumps(startup(planner, a.replicas, inputs, a.startup)), flush=True)
+        ray.shutdown()
+        return
     actor = ActorServer.remote(planner)
     serve.start(proxy_location="Disabled")  # collectors reach the deployment through handles: no HTTP proxy
     handle = serve.run(planner_app(planner, replicas=a.replicas), name="bench", route_prefix=None)
