@@ -230,11 +230,11 @@ def collect(
             served = deploy_planner(planner, planner_replicas, (env or {}).get("image_size", 96))
         # Ray restarts a dead collector (max_restarts) and runs its in-flight episode again (max_task_retries): a
         # shard is written once under the episode's id, so a re-run is safe. What stays hand-written: a collector
-        # that Ray will not restart (killed with no_restart=True, or its episode's task retries spent) is replaced
-        # here and the episode queued again, up to max_retries times; and the report counts restarts and lost
-        # episodes (Ray does not).
-        options = {"scheduling_strategy": "SPREAD", "runtime_env": {"env_vars": ACTOR_ENV}, "max_restarts": -1,
-                   "max_task_retries": max_retries}  # fmt: skip
+        # that Ray will not restart (killed with no_restart=True, its restarts or its episode's retries spent) is
+        # replaced here and the episode queued again, up to max_retries times; and the report counts restarts and
+        # lost episodes (Ray does not). Restarts are bounded: a collector crashing at start must not loop forever.
+        options = {"scheduling_strategy": "SPREAD", "runtime_env": {"env_vars": ACTOR_ENV},
+                   "max_restarts": max_retries, "max_task_retries": max_retries}  # fmt: skip
 
         def new_actor():
             return Collector.options(**options).remote(backend, planner, skills, env or {}, agent or {}, epsilon,
