@@ -9,9 +9,9 @@
   store exactly once, or absent).
 - Resume: jobs whose episode id is already in the store are skipped (``report.skipped``).
 - A collector that dies (killed, crashed, node lost) loses its in-flight episode only: Ray restarts the actor
-  and runs the episode again on it (``max_restarts``, ``max_task_retries``), up to ``max_retries`` times; then
-  it is listed in ``report.lost``. A Serve replica that dies mid-request is replaced by Serve and the request
-  sent again.
+  and runs the episode again on it (``max_restarts``, ``max_task_retries``: ``max_retries`` each); one Ray will
+  not restart is replaced by the driver and the episode queued again, up to ``max_retries`` times, then listed
+  in ``report.lost``. A Serve replica that dies mid-request is replaced by Serve and the request sent again.
 - A VLM planner is the Ray Serve deployment of ``intentloop serve`` (experiments/serve.py), shared by the
   collectors through its handle (``serve_planner``, ``planner_replicas``): requests that arrive together are
   decoded as one batch (``@serve.batch``). The oracle runs in each collector: it reads privileged state.
