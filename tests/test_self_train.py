@@ -214,6 +214,21 @@ def test_the_shipped_planner_starts_self_training_by_name(tmp_path):
         SelfTraining(self_train_config("init.planner=nowhere"), tmp_path / "other").initial_planner()
 
 
+def test_a_run_directory_of_another_version_is_refused_in_one_sentence_before_ray_starts(tmp_path):
+    """A round metrics file without the keys resuming reads (an older run's, a damaged one) is named at once."""
+    run_dir = tmp_path / "run"
+    (run_dir / "rounds" / "r000").mkdir(parents=True)
+    (run_dir / "rounds" / "r000" / "metrics.json").write_text(json.dumps({"round": 0, "eval": {}}))
+    proc = self_train(run_dir, "rounds=1")
+    _, err = proc.communicate(timeout=120)
+    lines = err.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, err[-2000:]
+    assert "rounds/r000/metrics.json was written by another intentloop version (no 'promoted')" in lines[0]
+    (run_dir / "rounds" / "r000" / "metrics.json").write_text("{not json")
+    _, err = (proc := self_train(run_dir, "rounds=1")).communicate(timeout=120)
+    assert proc.returncode == 2 and "rounds/r000/metrics.json is unreadable" in err and "Traceback" not in err
+
+
 def test_an_update_refuses_a_thinking_planner_with_one_sentence(tmp_path):
     """Reflection has no thoughts to teach a planner trained to think (it cannot read the scene's state): the
     update says so instead of training the thought away."""
