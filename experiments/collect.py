@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -97,6 +98,7 @@ class ServedPlanner:
 
 def deploy_planner(planner: dict, replicas: int = 1, image_size=96):
     """(a handle on the planner deployment collectors share, its name); replaced in place if it runs already."""
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # its INFO lines per deployment drown the progress bars
     serve.start(proxy_location="Disabled")  # collectors use handles; `intentloop serve` opens the HTTP route
     return serve.run(planner_app(planner, replicas, image_size), name=PLANNER_APP, route_prefix=None), planner["name"]
 
