@@ -111,6 +111,7 @@ class Collector:
         self.backend, self.env_cfg, self.store, self.envs = backend, env, store, {}
         self.restarted = ray.get_runtime_context().was_current_actor_reconstructed  # reported with the next episode
         self.planner, self.agent = build_agent(backend, planner, skills, env, agent, epsilon, store is not None, served)
+        self.served = self.planner.planner if served is not None else None  # the ServedPlanner: its batch sizes
 
     def _env(self, job: EpisodeJob):
         key = (job.task, job.split, job.chain_length, job.phrasings)
@@ -120,16 +121,15 @@ class Collector:
 
     def run(self, job: EpisodeJob) -> dict:
         self.planner.seed(job.seed)
-        served = self.planner.planner if isinstance(self.planner.planner, ServedPlanner) else None
-        if served is not None:
-            served.batches = []
+        if self.served is not None:
+            self.served.batches = []
         result = self.agent.run_episode(self._env(job), seed=job.seed)
         if self.store is not None:
             write_shard(self.store, [episode_row(result, job.episode_id)], name=job.episode_id)
         node = ray.get_runtime_context().get_node_id()
         restarted, self.restarted = self.restarted, False
         return {**result.to_dict(), "episode_id": job.episode_id, "node_id": node, "restarted": restarted,
-                "planner_batches": served.batches if served is not None else []}  # fmt: skip
+                "planner_batches": self.served.batches if self.served is not None else []}  # fmt: skip
 
 
 def build_agent(backend: str, planner: dict, skills: dict, env: dict, agent: dict, epsilon: float, record: bool,
@@ -267,7 +267,6 @@ def collect(
                     bar.update()
                 ray.kill(actor)
                 actors[actors.index(actor)] = actor = new_actor()
-
             if queue:
                 job = queue.popleft()
                 inflight[actor.run.remote(job)] = (actor, job)

@@ -134,15 +134,15 @@ class SelfTraining:
     def _check_stored_rounds(self) -> None:
         """A run directory from an older intentloop cannot be resumed: one sentence now, before Ray starts."""
         for path in sorted(self.rounds_dir.glob("r*/metrics.json")):
+            where = path.relative_to(self.dir)
             try:
                 m = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError) as e:
-                where = path.relative_to(self.dir)
                 raise ValueError(f"cannot resume from {self.dir}: {where} is unreadable ({e})") from None
             missing = [k for k in self.ROUND_KEYS if not isinstance(m, dict) or k not in m]
             if missing:
-                raise ValueError(f"cannot resume from {self.dir}: {path.relative_to(self.dir)} was written by another "
-                                 f"intentloop version (no {missing[0]!r}); choose a new hydra.run.dir")  # fmt: skip
+                raise ValueError(f"cannot resume from {self.dir}: {where} was written by another intentloop "
+                                 f"version (no {missing[0]!r}); choose a new hydra.run.dir")  # fmt: skip
 
     # -- the pieces ----------------------------------------------------------------------------------------
     def _collect(self, jobs, planner: str, skills: str | None, store: str | None, temperature: float, epsilon: float):
