@@ -58,9 +58,16 @@ def start_ray(address: str | None, num_cpus: int | None, timeout_s: float = 10.0
             raise ValueError(f"no Ray cluster answers at ray.address={address}: {e.strerror or e}") from None
     # A loaded machine can need more than Ray's default 30 s for a new head's GCS to bind its port.
     os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")
+    kwargs = {"address": address, "num_cpus": num_cpus if address == "local" else None, "include_dashboard": False,
+              "log_to_driver": False}  # fmt: skip
     try:
-        ray.init(address=address, num_cpus=num_cpus if address == "local" else None, include_dashboard=False,
-                 log_to_driver=False)  # fmt: skip
+        try:
+            ray.init(**kwargs)
+        except Exception as e:  # noqa: BLE001  (Ray raises a bare Exception when its raylet misses its fixed 30 s)
+            if address != "local" or "timed out during startup" not in str(e):
+                raise
+            ray.shutdown()  # a loaded machine: a fresh local head, once more
+            ray.init(**kwargs)
     except ConnectionError as e:  # address=auto with no cluster running
         raise ValueError(f"no Ray cluster to join at ray.address={address}: {e}") from None
     return True

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 from intentloop.experiments.collect import EpisodeJob, ServedPlanner, collect, deploy_planner
+from intentloop.experiments.common import start_ray
 from intentloop.experiments.episode_store import read_store
 from intentloop.experiments.serve import planner_app
 from ray import serve
@@ -30,7 +31,7 @@ def stored(store):
 
 @pytest.fixture
 def local_ray():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    start_ray("local", 2)  # a fresh local Ray, started once more if a loaded machine makes it miss Ray's timeout
     yield
     ray.shutdown()
 

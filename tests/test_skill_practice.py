@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import ray
 import torch
+from intentloop.experiments.common import start_ray
 from intentloop.experiments.skill_practice import failure_rates, finish_library, practise, to_practise
 from intentloop.policies import pretrained_skills
 from intentloop.policies.skill_library import RLlibSkills, load_skill_module
@@ -48,7 +49,7 @@ def test_failure_rates_count_executed_intents_and_pick_the_most_failing_skills()
 
 @pytest.fixture
 def local_ray():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    start_ray("local", 2)  # a fresh local Ray, started once more if a loaded machine makes it miss Ray's timeout
     yield
     ray.shutdown()
 
