@@ -24,6 +24,7 @@ cost one image. Saved as one ``.npz`` (`save_detector_data` / `load_detector_dat
 
 from __future__ import annotations
 
+import zipfile
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -280,5 +281,5 @@ def load_detector_data(path) -> DetectorData:
     try:
         with np.load(path, allow_pickle=False) as z:
             return DetectorData(z["frames"], z["proprio"], *(z[k] for k in _COLUMNS))
-    except (OSError, KeyError, ValueError) as e:
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path} is not detector data written by `intentloop train-detector` ({e})") from None

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from intentloop.agents.vlm.modeling import quiet_loading
 from intentloop.envs.intents import Intent
 from intentloop.envs.tasks import Task
 from torch import nn
@@ -165,12 +166,13 @@ def load_detector_model(path: str | Path) -> SuccessDetectorModel:
     if not (folder / "config.json").is_file():
         raise ValueError(f"the detector checkpoint at {path} has no config.json: it is not a save_pretrained folder")
     try:
-        config = DetectorConfig.from_pretrained(folder)
-        if config.model_type != DetectorConfig.model_type or getattr(config, "architectures", None) not in (
-            None, ["SuccessDetectorModel"]
-        ):  # fmt: skip
-            raise ValueError(f"its config is a {config.architectures or 'different'} model, not a success detector")
-        model, info = SuccessDetectorModel.from_pretrained(folder, output_loading_info=True)
+        with quiet_loading():
+            config = DetectorConfig.from_pretrained(folder)
+            if config.model_type != DetectorConfig.model_type or getattr(config, "architectures", None) not in (
+                None, ["SuccessDetectorModel"]
+            ):  # fmt: skip
+                raise ValueError(f"its config is a {config.architectures or 'different'} model, not a success detector")
+            model, info = SuccessDetectorModel.from_pretrained(folder, output_loading_info=True)
     except Exception as e:  # noqa: BLE001  (transformers raises many types; the user needs the path and the cause)
         cause = (str(e).replace(str(folder), "the folder").strip().splitlines() or [type(e).__name__])[0][:160]
         raise ValueError(f"the detector checkpoint at {path} is corrupt or incomplete ({cause})") from e

@@ -53,9 +53,54 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[command][0])
     from intentloop.agents.safety import quote_override  # forbidden patterns look like Hydra function calls
 
-    sys.argv = [f"intentloop {command}", *map(quote_override, rest)]
+    overrides = list(map(quote_override, rest))
+    if not any(arg.startswith("-") for arg in rest):  # --help, --cfg, -m sweeps: Hydra's own
+        problem = config_problem(command.replace("-", "_"), [o for o in overrides if not o.startswith("hydra.")])
+        for run_dir in (o.split("=", 1)[1] for o in overrides if o.startswith("hydra.run.dir=")):
+            problem = problem or unwritable(run_dir)
+        if problem:
+            print(f"intentloop {command}: error: {problem}", file=sys.stderr)
+            return 2
+    sys.argv = [f"intentloop {command}", *overrides]
     module.main()
     return 0
+
+
+def unwritable(run_dir: str) -> str | None:
+    """Why Hydra could not make ``hydra.run.dir`` (it would raise a traceback), or None."""
+    from intentloop.experiments.common import writable_folder
+
+    try:
+        writable_folder(run_dir, "hydra.run.dir")
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def config_problem(config_name: str, overrides: list[str]) -> str | None:
+    """Why the overrides do not compose into the app's config (an unknown key, a value of the wrong type, a
+    missing required value, a malformed override), as one sentence; None if they do. Hydra reports these in
+    several lines with exit code 1."""
+    from hydra import compose, initialize_config_module
+    from hydra.errors import HydraException, MissingConfigException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+    try:
+        with initialize_config_module("intentloop.configs", version_base="1.3"):
+            OmegaConf.to_container(compose(config_name, overrides=overrides), resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as e:
+        return f"{e.full_key} is required: give it as {e.full_key}=..."
+    except MissingConfigException as e:
+        first = str(e).splitlines()[0]
+        options = [o for o in (e.options or []) if not o.startswith("base_")]
+        return f"{first}; choose one of: {', '.join(options)}" if options else first
+    except (HydraException, OmegaConfBaseException) as e:
+        lines = [line for line in str(e).splitlines() if line.strip()][:2]  # Hydra's sentence, then its detail
+        if e.__cause__ is not None:
+            lines = [lines[0], str(e.__cause__).splitlines()[0]]
+        return ": ".join(line.rstrip(".") for line in lines)
+    return None
 
 
 if __name__ == "__main__":

@@ -195,6 +195,29 @@ def _check(jobs: list[EpisodeJob], workers: int, epsilon: float, backend: str, r
             raise ValueError(f"job {j.episode_id}: unknown split {j.split!r} or phrasings {j.phrasings!r}")
 
 
+def _last_error_line(traceback_text: str) -> str:
+    """``ValueError: why`` -> ``why``: the sentence at the end of the traceback Ray puts in an actor's error."""
+    lines = [line.strip() for line in traceback_text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        head, sep, rest = line.partition(": ")
+        if sep and head.replace(".", "").isidentifier() and head.split(".")[-1][:1].isupper():
+            return rest
+    return lines[-1] if lines else "no cause reported"
+
+
+def preflight(jobs: list[EpisodeJob], backend: str, planner: dict, skills: dict, env: dict, agent: dict,
+              epsilon: float = 0.0) -> None:  # fmt: skip
+    """Build what a collector will build (the agent once, an env per kind of job) here, before Ray starts: a bad
+    setting or artefact is one sentence, not dead actors."""
+    from intentloop.envs.tasks import PHRASINGS
+
+    if env.get("phrasings", "train") not in PHRASINGS:  # the jobs' phrasings are the ones used; a typo is still one
+        raise ValueError(f"unknown env.phrasings {env['phrasings']!r}; choose one of: {', '.join(PHRASINGS)}")
+    build_agent(backend, planner, skills, env, agent, epsilon, False)
+    for job in {(j.task, j.split, j.chain_length, j.phrasings): j for j in jobs}.values():
+        build_env(backend, env, job).close()
+
+
 def collect(
     jobs: list[EpisodeJob],
     store: str | None,
@@ -217,10 +240,7 @@ def collect(
     """Run ``jobs`` on ``workers`` collector actors; ``store`` None runs without recording (evaluation).
     ``on_result(result, actors)`` is called after every finished episode (tests use it to kill a collector)."""
     _check(jobs, workers, epsilon, backend, planner_replicas)
-    # Every setting and artefact is built once here, before Ray starts: a bad one is one sentence, not dead actors.
-    build_agent(backend, planner, skills, env or {}, agent or {}, epsilon, False)
-    for job in {(j.task, j.split, j.chain_length, j.phrasings): j for j in jobs}.values():
-        build_env(backend, env or {}, job).close()
+    preflight(jobs, backend, planner, skills, env or {}, agent or {}, epsilon)
     started = start_ray(ray_address, num_cpus)
     report, start = CollectReport(), time.monotonic()
     done = stored_ids(store) if store is not None else set()
@@ -257,7 +277,9 @@ def collect(
                 bar.update()
                 if on_result is not None:
                     on_result(report.results[-1], actors)
-            except DIED:  # the actor is dead for good, or Ray's retries of the episode are spent
+            except DIED as err:  # the actor is dead for good, or Ray's retries of the episode are spent
+                if getattr(err, "actor_init_failed", False):  # every collector would fail so: stop, with the cause
+                    raise ValueError(f"a collector could not start: {_last_error_line(str(err))}") from None
                 report.dead_workers += 1
                 retries[job.episode_id] = retries.get(job.episode_id, 0) + 1
                 if retries[job.episode_id] <= max_retries:

@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import sys
+from pathlib import Path
 
 import gymnasium as gym
 import intentloop.envs  # noqa: F401  (registers the env ids)
@@ -18,7 +19,7 @@ from omegaconf import DictConfig
 
 logging.getLogger("OpenGL").setLevel(logging.WARNING)  # PyOpenGL announces a missing optional module at INFO
 
-USER_ERRORS = (ValueError, InvalidIntent, FileNotFoundError, KeyError)
+USER_ERRORS = (ValueError, InvalidIntent, OSError, KeyError)  # OSError: FileNotFoundError, PermissionError, ...
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "LP_NUM_THREADS": "1"}  # Ray actors sharing cores
 
 
@@ -30,11 +31,37 @@ def user_errors(app):
         try:
             return app(cfg)
         except USER_ERRORS as e:
+            e = _raised_in_actor(e)
             message = e.args[0] if isinstance(e, KeyError) and e.args else e
+            if isinstance(e, OSError) and e.strerror:  # "[Errno 20] Not a directory: 'x'" as a sentence
+                message = f"{e.strerror}: {e.filename}" if e.filename else e.strerror
             print(f"{sys.argv[0]}: error: {message}", file=sys.stderr)
             raise SystemExit(2) from None
 
     return wrapper
+
+
+def _raised_in_actor(e: Exception) -> Exception:
+    """The exception a Ray actor or task raised, for one that Ray re-raised here (its message is a traceback)."""
+    from ray.exceptions import RayTaskError
+
+    while isinstance(e, RayTaskError) and isinstance(e.cause, Exception):
+        e = e.cause
+    return e
+
+
+def writable_folder(folder: str | Path, what: str) -> Path:
+    """``folder``, created if need be, after checking a file can be written in it: an output that cannot be
+    written is one sentence before the work, not an OS error after it."""
+    path = Path(folder).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-check-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"{what} {folder} cannot be written: {e.strerror or e}") from None
+    return path
 
 
 def start_ray(address: str | None, num_cpus: int | None, timeout_s: float = 10.0) -> bool:

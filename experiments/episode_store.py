@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import uuid
 from pathlib import Path
@@ -70,6 +71,11 @@ SCHEMA = pa.schema(
         ("thoughts", pa.list_(pa.string())),
     ]
 )
+
+
+SHARD_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+# Columns every shard has had since the first version (later ones, e.g. feedback, read as nulls in older shards).
+REQUIRED = ("episode_id", "task", "instruction", "success", "outcomes", "frames", "actions")
 
 
 def _fs(location: str) -> tuple[pafs.FileSystem, str]:
@@ -128,9 +134,12 @@ def episode_row(result, episode_id: str | None = None) -> dict:
 
 def write_shard(store: str, rows: list[dict], name: str | None = None) -> str:
     """Write ``rows`` as one shard of ``store``, atomically; returns the shard's path."""
+    name = name or f"shard-{uuid.uuid4().hex[:12]}"
+    if not SHARD_NAME.fullmatch(name):
+        raise ValueError(f"a shard name is letters, digits, '.', '_' and '-' and starts with neither '.' nor '-': "
+                         f"{name!r} could name a file outside the store")  # fmt: skip
     fs, root = _fs(store)
     fs.create_dir(root, recursive=True)
-    name = name or f"shard-{uuid.uuid4().hex[:12]}"
     final = f"{root}/{name}.parquet"
     tmp = f"{root}/.{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet.tmp"  # this writer's own
     with fs.open_output_stream(tmp) as out:
@@ -162,9 +171,14 @@ def read_store(store: str, columns: list[str] | None = None, report=None) -> pa.
     for path in shard_paths(store):
         try:
             with fs.open_input_file(path) as f:
-                tables.append(pq.read_table(f, columns=columns))
+                table = pq.read_table(f, columns=columns)
         except (pa.ArrowException, OSError) as err:
             report(path, err)
+            continue
+        if missing := [c for c in REQUIRED if c in (columns or REQUIRED) and c not in table.column_names]:
+            report(path, f"not an episode shard: no column {missing[0]!r}")
+        else:
+            tables.append(table)
     if not tables:
         return SCHEMA.empty_table() if columns is None else SCHEMA.empty_table().select(columns)
     return pa.concat_tables(tables, promote_options="default")  # shards from before a column was added: nulls

@@ -21,7 +21,7 @@ import hydra
 import intentloop.configs.schema  # noqa: F401  (registers the config schemas)
 import numpy as np
 from hydra.core.hydra_config import HydraConfig
-from intentloop.experiments.common import user_errors
+from intentloop.experiments.common import user_errors, writable_folder
 from intentloop.experiments.episode_store import decode_png, load_episode
 from omegaconf import DictConfig
 from PIL import Image
@@ -114,14 +114,25 @@ def write_replay(episode: dict, logdir: str, fps: int = 10, scale: int = 3) -> s
     return prefix
 
 
+MAX_SCALE, MAX_VIDEO_BYTES = 8, 2 * 2**30  # a 96 px camera at 8x is 768 px; the whole video stays in memory
+
+
 @hydra.main(config_path="../configs", config_name="replay", version_base="1.3")
 @user_errors
 def main(cfg: DictConfig) -> str:
+    if not 1 <= cfg.fps <= 120 or not 1 <= cfg.scale <= MAX_SCALE:
+        raise ValueError(f"fps must be in [1, 120] and scale in [1, {MAX_SCALE}]; got fps={cfg.fps}, scale={cfg.scale}")
     if cfg.store is None:
         episode = load_episode(cfg.episode)  # a path to a store or shard holding one episode
     else:
         episode = load_episode(cfg.store, cfg.episode)
-    logdir = cfg.logdir or str(Path(HydraConfig.get().runtime.output_dir) / "tb")
+    if episode["frames"]:  # the video is held in memory whole: bound it before decoding a frame
+        side = max(decode_png(episode["frames"][0]).shape[:2]) * cfg.scale
+        need = len(episode["frames"]) * side * side * 3
+        if need > MAX_VIDEO_BYTES:
+            raise ValueError(f"the replay video at scale={cfg.scale} would take {need / 2**30:.1f} GiB of memory (at "
+                             f"most {MAX_VIDEO_BYTES / 2**30:.0f}): choose a smaller scale")  # fmt: skip
+    logdir = str(writable_folder(cfg.logdir or Path(HydraConfig.get().runtime.output_dir) / "tb", "logdir"))
     prefix = write_replay(episode, logdir, cfg.fps, cfg.scale)
     print(f"wrote {prefix} ({len(episode['frames'])} frames) to {logdir}\nview it: tensorboard --logdir {logdir}")
     return logdir

@@ -52,13 +52,19 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from intentloop.agents.reflection import build_dataset, judge, summarize_judgements
 from intentloop.agents.vlm.configuration import TrainSettings
-from intentloop.agents.vlm.data import collect_examples, load_examples, save_examples, split_examples
+from intentloop.agents.vlm.data import (
+    check_examples_file,
+    collect_examples,
+    load_examples,
+    save_examples,
+    split_examples,
+)
 from intentloop.agents.vlm.modeling import THINKS, build_default_model, checkpoint_folder, load_model
 from intentloop.agents.vlm.training import train_planner
 from intentloop.configs.self_train_schema import SelfTrainConfig
 from intentloop.envs.goal_tasks import GOAL_FAMILIES
 from intentloop.envs.tasks import SPLITS, TaskSuite
-from intentloop.experiments.collect import collect
+from intentloop.experiments.collect import collect, preflight
 from intentloop.experiments.common import start_ray, user_errors
 from intentloop.experiments.episode_store import read_store
 from intentloop.experiments.replay import write_replay
@@ -376,7 +382,20 @@ class SelfTraining:
         }
 
     # -- the loop ------------------------------------------------------------------------------------------
+    def _preflight(self) -> None:
+        """Everything the rounds will read, built once before Ray starts or a planner is trained: a bad planner,
+        skills folder, detector, env setting or data cache is one sentence now, not an error an hour in."""
+        c = self.c
+        fresh = not (self.dir / "planner" / "v000" / "config.json").exists()
+        planner = {**asdict(c.planner), "model_path": c.init.planner if fresh else None}  # None: the default model
+        jobs = practice_jobs(0, 1, c.collect.splits, c.collect.chain_lengths, c.collect.families)
+        jobs += eval_jobs(1, c.eval.seed, c.eval.splits, c.eval.chain_lengths, c.eval.families)
+        preflight(jobs, c.backend, planner, asdict(c.skills), asdict(c.env), asdict(c.agent), c.collect.epsilon)
+        if fresh and not c.init.planner and c.init.data_cache and Path(c.init.data_cache).exists():
+            check_examples_file(c.init.data_cache)
+
     def run(self) -> list[dict]:
+        self._preflight()
         ray_started = start_ray(self.c.ray.address, self.c.ray.num_cpus)
         torch.set_num_threads(self.c.update.threads)
         try:

@@ -21,6 +21,7 @@ import base64
 import binascii
 import json
 import os
+import socket
 import time
 
 # Ray Serve's documented high-throughput mode (gRPC between handles and replicas, user code on the replica's own
@@ -190,6 +191,24 @@ def planner_app(planner: dict, replicas: int = 1, image_size=96, max_batch_size:
     return PlannerDeployment.options(num_replicas=replicas).bind(planner, image_size, max_batch_size, batch_wait_s)
 
 
+def check_address(host: str, port: int, route: str) -> None:
+    """One sentence now for an HTTP address Serve could not listen on (it would fail inside Ray, or not at all)."""
+    if not 1 <= port <= 65535:
+        raise ValueError(f"serve.port must be in [1, 65535], got {port}")
+    if not route.startswith("/"):
+        raise ValueError(f"serve.route must start with '/', got {route!r}")
+    try:
+        socket.getaddrinfo(host, port)
+    except (OSError, UnicodeError) as e:
+        raise ValueError(f"serve.host {host!r} does not resolve to an address to listen on ({e})") from None
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+        except OSError as e:
+            raise ValueError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+
+
 def servable_planner(planner: dict):
     """The planner a replica serves; one that cannot be served fails in one sentence (``intentloop serve`` builds
     one before Ray starts)."""
@@ -206,6 +225,7 @@ def main(cfg: DictConfig) -> None:
     planner, s = OmegaConf.to_container(cfg.planner, resolve=True), OmegaConf.to_container(cfg.serve)
     app = planner_app(planner, s["replicas"], s["image_size"], s["max_batch_size"], s["batch_wait_s"])
     servable_planner(planner)  # a bad planner or checkpoint: one sentence, before Ray starts
+    check_address(s["host"], s["port"], s["route"])
     start_ray(cfg.ray.address, cfg.ray.num_cpus)
     try:
         serve.start(http_options={"host": s["host"], "port": s["port"]})

@@ -28,7 +28,7 @@ from intentloop.agents.detector_data import collect_detector_data, load_detector
 from intentloop.agents.detector_training import train_detector
 from intentloop.agents.learned_detector import DetectorConfig, SuccessDetectorModel, load_detector_model
 from intentloop.configs.detector_schema import TrainDetectorConfig
-from intentloop.experiments.common import user_errors
+from intentloop.experiments.common import user_errors, writable_folder
 from omegaconf import DictConfig, OmegaConf
 
 
@@ -65,9 +65,11 @@ def main(cfg: DictConfig) -> dict:
     c: TrainDetectorConfig = OmegaConf.to_object(cfg)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     torch.set_num_threads(c.train.threads)
+    if c.init:
+        load_detector_model(c.init)  # a bad checkpoint or output folder: one sentence before the data is collected
+    out = writable_folder(c.output_dir or run_dir / "detector", "output_dir")
     data = data_for(c)
     model = model_for(c, int(data.frames.shape[1]))
-    out = Path(c.output_dir) if c.output_dir else run_dir / "detector"
     metrics = train_detector(model, data, c.train, out, logdir=run_dir / "tb", progress=c.progress)
     metrics = {"config": OmegaConf.to_container(cfg, resolve=True), "detector": str(out), **metrics}
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))

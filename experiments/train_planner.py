@@ -33,11 +33,17 @@ import intentloop.configs.planner_schema  # noqa: F401  (registers the config sc
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
-from intentloop.agents.vlm.data import collect_examples, load_examples, save_examples, split_examples
+from intentloop.agents.vlm.data import (
+    check_examples_file,
+    collect_examples,
+    load_examples,
+    save_examples,
+    split_examples,
+)
 from intentloop.agents.vlm.modeling import build_default_model, load_model
 from intentloop.agents.vlm.training import train_planner
 from intentloop.configs.planner_schema import TrainPlannerConfig
-from intentloop.experiments.common import user_errors
+from intentloop.experiments.common import user_errors, writable_folder
 from omegaconf import DictConfig, OmegaConf
 
 
@@ -65,11 +71,16 @@ def main(cfg: DictConfig) -> dict:
     c: TrainPlannerConfig = OmegaConf.to_object(cfg)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     torch.set_num_threads(c.train.threads)
-    train, val = split_examples(examples_for(c), c.data.val_fraction, c.data.seed)
+    # The model, the output folder and a cached data file are checked before the data is collected.
     model, processor = (
         load_model(c.planner.model_path) if c.planner.model_path else build_default_model(c.planner.model)
     )
-    out = Path(c.output_dir) if c.output_dir else run_dir / "planner"
+    out = writable_folder(c.output_dir or run_dir / "planner", "output_dir")
+    if c.data_cache and Path(c.data_cache).exists():
+        check_examples_file(c.data_cache)
+    elif c.data_cache:
+        writable_folder(Path(c.data_cache).absolute().parent, "data_cache's folder")
+    train, val = split_examples(examples_for(c), c.data.val_fraction, c.data.seed)
     metrics = train_planner(model, processor, train, val, out, c.train, logdir=run_dir / "tb", progress=c.progress)
     metrics = {
         "config": OmegaConf.to_container(cfg, resolve=True),

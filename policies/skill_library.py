@@ -19,6 +19,7 @@ rewrites such a folder once in the safe format.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -34,6 +35,17 @@ from safetensors.torch import load_file, save_file
 FORMAT = "intentloop-skill-module/1"
 WEIGHTS, SPEC = "model.safetensors", "spec.json"
 MODULE_CLASSES = {cls.__name__: cls for cls in (SkillModule,)}  # the only classes a spec.json may name
+
+
+class _RLlibsOwnDeprecation(logging.Filter):
+    """RLModule.__init__ itself builds the deprecated RLModuleConfig and warns about it on every first build: a
+    line about RLlib's code that a user of ours cannot act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "RLModule(config=" not in record.getMessage()
+
+
+logging.getLogger("ray._common.deprecation").addFilter(_RLlibsOwnDeprecation())
 
 
 def _box_to_json(space: gym.Space) -> dict:

@@ -153,9 +153,20 @@ def test_bad_values_fail_with_one_sentence(tmp_path, override, message):
     assert len(lines) == 1 and lines[0].startswith("intentloop evaluate: error: ") and message in lines[0]
 
 
-def test_unknown_config_key_is_caught_at_compose_time(tmp_path):
-    proc = run("evaluate", "episodez=3", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
-    assert proc.returncode != 0 and "episodez" in proc.stderr and not (tmp_path / "metrics.json").exists()
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("episodez=3", "Could not override 'episodez': Key 'episodez' not in 'EvaluateConfig'"),
+        ("episodes=abc", "Value 'abc' of type 'str' could not be converted to Integer"),
+        ("planner=gpt", "Could not find 'planner/gpt'; choose one of: oracle, text, vlm"),
+        ("episodes", "Error parsing override 'episodes': missing EQUAL"),
+    ],
+)
+def test_what_hydra_cannot_compose_is_one_sentence_too(tmp_path, override, message):
+    proc = run("evaluate", override, f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("intentloop evaluate: error: ")
+    assert message in lines[0] and not (tmp_path / "metrics.json").exists()
 
 
 @pytest.mark.slow

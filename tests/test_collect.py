@@ -2,6 +2,7 @@
 server. Oracle planner and scripted skills keep episodes short; the Ray code paths are the real ones."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -71,6 +72,24 @@ def test_a_collector_killed_mid_round_loses_nothing_and_the_round_completes(tmp_
     assert sorted(stored(store)) == [j.episode_id for j in jobs(6)]
     assert sorted(r["episode_id"] for r in report.results) == [j.episode_id for j in jobs(6)]
     assert (killed[0] in pool[0]) is not for_good  # restarted by Ray in place, or replaced by the driver
+
+
+def test_a_collector_that_cannot_start_stops_the_run_with_its_cause(tmp_path, local_ray):
+    """The skills folder vanishes after the driver's check; the killed collector's restart then fails in its
+    constructor: collect raises that cause in one sentence instead of reporting lost episodes."""
+    from intentloop.policies import pretrained_skills
+
+    skills = tmp_path / "skills"
+    shutil.copytree(pretrained_skills("mujoco"), skills)
+
+    def break_and_kill(result, actors):
+        if skills.exists():
+            shutil.rmtree(skills)
+            ray.kill(actors[0], no_restart=False)
+
+    with pytest.raises(ValueError, match=r"^a collector could not start: no checkpoint for skill 'pick'"):
+        collect(jobs(6), None, workers=2, planner=ORACLE, skills={"name": "rllib", "path": str(skills)}, env=SMALL,
+                progress=False, on_result=break_and_kill)  # fmt: skip
 
 
 def test_a_serve_replica_killed_mid_round_loses_nothing(tmp_path, local_ray):

@@ -7,7 +7,9 @@ import gymnasium as gym
 import intentloop.envs  # noqa: F401
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import pytest
 from intentloop.agents import HierarchicalAgent, OraclePlanner
 from intentloop.experiments import episode_store
@@ -64,6 +66,24 @@ def test_corrupt_shard_is_reported_and_skipped(recorded, tmp_path):
     table = read_store(str(tmp_path), report=lambda path, err: reports.append(path))
     assert table.column("episode_id").to_pylist() == ["good"]
     assert len(reports) == 1 and reports[0].endswith("broken.parquet")
+
+
+def test_a_parquet_file_of_another_schema_is_reported_and_skipped_not_merged(recorded, tmp_path):
+    write_shard(str(tmp_path), [episode_row(recorded[0], "good")])
+    pq.write_table(pa.table({"x": [1, 2, 3]}), tmp_path / "someone-elses.parquet")
+    reports = []
+    table = read_store(str(tmp_path), report=lambda path, err: reports.append((path, str(err))))
+    assert table.column("episode_id").to_pylist() == ["good"] and "x" not in table.column_names
+    assert len(reports) == 1 and reports[0][0].endswith("someone-elses.parquet") and "episode_id" in reports[0][1]
+    ids = read_store(str(tmp_path), columns=["episode_id"], report=lambda path, err: reports.append(path))
+    assert ids.column("episode_id").to_pylist() == ["good"] and len(reports) == 2
+
+
+@pytest.mark.parametrize("name", ["/../../x", "../x", ".hidden", "a/b", "-rf", "a\0b"])
+def test_a_shard_name_cannot_leave_the_store(recorded, tmp_path, name):
+    with pytest.raises(ValueError, match="could name a file outside the store"):
+        write_shard(str(tmp_path / "store"), [episode_row(recorded[0], "a")], name=name)
+    assert not list(tmp_path.rglob("*.parquet"))
 
 
 def test_unfinished_shard_is_invisible(recorded, tmp_path):

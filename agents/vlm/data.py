@@ -21,6 +21,7 @@ render call, so the image is the one the env would have returned): most steps th
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -225,6 +226,19 @@ def save_examples(path: str | Path, examples: list[Example]) -> None:
     np.savez_compressed(path, images=np.stack([e.image for e in examples]), meta=np.array(json.dumps(meta)))
 
 
+def check_examples_file(path: str | Path) -> None:
+    """Fail with one sentence unless ``path`` is a file `save_examples` could have written (its arrays' names and
+    shapes, without reading them)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no planner data at {path}: the file does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if not {"images", "meta"} <= set(f.files):
+                raise ValueError(f"it holds {sorted(f.files)[:4]}, not the arrays images and meta")
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise ValueError(f"planner data {path} is not a file of planner examples ({e})") from None
+
+
 def load_examples(path: str | Path) -> list[Example]:
     """Examples written by `save_examples`; a missing or unreadable file fails with one sentence."""
     if not Path(path).is_file():
@@ -246,5 +260,5 @@ def load_examples(path: str | Path) -> list[Example]:
             )
             for img, m in zip(images, meta, strict=True)
         ]
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
         raise ValueError(f"planner data {path} is corrupt ({type(e).__name__}: {e})") from e

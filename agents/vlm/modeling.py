@@ -8,6 +8,7 @@ folder of any image-text-to-text family with ``AutoModelForImageTextToText`` and
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -23,6 +24,7 @@ from transformers import (
     LlavaForConditionalGeneration,
     LlavaProcessor,
 )
+from transformers.utils import logging as hf_logging
 
 # Set in a checkpoint's config by `train_planner` when it was trained to write a thought before each intent
 # (TrainSettings.think): VLMPlanner(think=None) then thinks with it.
@@ -108,6 +110,21 @@ def checkpoint_folder(path: str | Path) -> Path:
     return SHIPPED if str(path) == "shipped" else Path(path).expanduser()
 
 
+@contextmanager
+def quiet_loading():
+    """transformers' loading without its progress bar and its warnings: the callers check what it would warn
+    about (missing, misshapen or non-finite weights, another model type) and say it in one sentence."""
+    verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar:
+            hf_logging.enable_progress_bar()
+
+
 def load_model(path: str | Path):
     """Model and processor from a ``save_pretrained`` folder, or the shipped planner for ``"shipped"``; a missing
     or corrupt one fails with one sentence."""
@@ -117,10 +134,12 @@ def load_model(path: str | Path):
     if not (folder / "config.json").is_file():
         raise ValueError(f"the planner checkpoint at {path} has no config.json: it is not a save_pretrained folder")
     try:
-        model, info = AutoModelForImageTextToText.from_pretrained(folder, output_loading_info=True)
-        processor = AutoProcessor.from_pretrained(folder)
+        with quiet_loading():
+            model, info = AutoModelForImageTextToText.from_pretrained(folder, output_loading_info=True)
+            processor = AutoProcessor.from_pretrained(folder)
     except Exception as e:  # noqa: BLE001  (transformers raises many types; the user needs the path and the cause)
-        raise ValueError(f"the planner checkpoint at {path} is corrupt or incomplete ({_cause(e, folder)})") from e
+        cause = "weights of another shape than its config.json" if "mismatched" in str(e) else _cause(e, folder)
+        raise ValueError(f"the planner checkpoint at {path} is corrupt or incomplete ({cause})") from e
     missing = sorted(info["missing_keys"]) + sorted(k for k, *_ in info["mismatched_keys"])
     if missing:  # transformers only warns and leaves them random
         raise ValueError(f"the planner checkpoint at {path} has weights missing or of the wrong shape "
