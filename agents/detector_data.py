@@ -35,7 +35,7 @@ from intentloop.agents.agent import HierarchicalAgent
 from intentloop.agents.detectors import PredicateDetector
 from intentloop.agents.learned_detector import INTENT, TASK, intent_text, task_text
 from intentloop.agents.planner import OraclePlanner, PlannerInput
-from intentloop.agents.vlm.configuration import check_episodes
+from intentloop.agents.vlm.configuration import check_camera, check_episodes
 from intentloop.agents.vlm.constrained import valid_intents
 from intentloop.envs import predicates as P
 from intentloop.envs.goal_tasks import GOAL_FAMILIES, UNTRAINED_FAMILIES
@@ -78,6 +78,9 @@ class DetectorDataSettings:
             raise ValueError(f"`skills` must list skill libraries ({', '.join(SKILL_LIBRARIES)}). Got {self.skills}.")
         if self.counterfactuals < 0 or self.family_episodes < 0 or self.shake < 0:
             raise ValueError("`counterfactuals`, `family_episodes` and `shake` must be >= 0.")
+        if self.hard_negatives < 0 or self.linger < 0:
+            raise ValueError("`hard_negatives` and `linger` must be >= 0.")
+        check_camera(self.backend, self.image_size)
 
 
 @dataclass

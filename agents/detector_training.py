@@ -52,6 +52,9 @@ class DetectorTrainSettings:
                              f"{self.batch_size}, {self.eval_every}.")  # fmt: skip
         if not 0.0 <= self.task_share < 1.0 or not 0.0 <= self.max_false_positive_rate < 1.0:
             raise ValueError("task_share and max_false_positive_rate must be in [0, 1).")
+        if self.lr <= 0 or self.weight_decay < 0 or self.threads < 1:
+            raise ValueError(f"lr must be > 0, weight_decay >= 0 and threads >= 1. Got {self.lr}, "
+                             f"{self.weight_decay}, {self.threads}.")  # fmt: skip
 
 
 def _tensors(model: SuccessDetectorModel, data: DetectorData, idx: np.ndarray) -> tuple:

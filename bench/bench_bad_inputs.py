@@ -103,6 +103,13 @@ def markdown(summary: dict, results: list[dict], argv: str) -> str:
         counts = Counter(r["verdict"] for r in mine)
         lines.append(f"| {app} | {len(mine)} | " + " | ".join(str(counts.get(v, 0)) for v in verdicts)
                      + f" | {secs[len(secs) // 2]:.1f} |")  # fmt: skip
+    lines += [
+        "",
+        "Kills are tests, not rows: a collector killed as a crash kills it and one killed for good, the only Serve",
+        "replica killed mid-round (tests/test_collect.py), a collector whose restart fails in its constructor",
+        "(collect stops with that cause), and `intentloop self-train` killed mid-round with SIGKILL and resumed",
+        "(tests/test_self_train.py): every episode is stored exactly once and none is lost.",
+    ]
     lines += ["", "Every case (`{name}`: an artefact of tests/bad_inputs.py `build_artefacts`):", ""]
     lines += ["| app | what is wrong | overrides | verdict | s | the sentence |", "|---|---|---|---|---|---|"]
     for r in results:

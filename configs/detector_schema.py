@@ -23,6 +23,12 @@ class DetectorModelSettings:
     hidden: int = 128
     seed: int = 0  # initial weights
 
+    def __post_init__(self):
+        if not self.channels or min(self.channels) < 1 or min(self.text_dim, self.buckets, self.hidden) < 1:
+            raise ValueError(f"model.channels must list widths >= 1 and model.text_dim, model.buckets and "
+                             f"model.hidden be >= 1. Got {list(self.channels)}, {self.text_dim}, {self.buckets}, "
+                             f"{self.hidden}.")  # fmt: skip
+
 
 @dataclass
 class TrainDetectorConfig:

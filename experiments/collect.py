@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import ray
-from intentloop.experiments.common import start_ray
+from intentloop.experiments.common import start_ray, writable_folder
 from intentloop.experiments.episode_store import episode_row, read_store, write_shard
 from intentloop.experiments.serve import ACTOR_ENV, planner_app  # first: it sets Serve's env before ray.serve loads
 from ray import serve
@@ -175,12 +175,17 @@ def stored_ids(store: str) -> set[str]:
         return set()
 
 
-def _check(jobs: list[EpisodeJob], workers: int, epsilon: float, backend: str, replicas: int) -> None:
+def _check(jobs: list[EpisodeJob], workers: int, epsilon: float, backend: str, replicas: int, retries: int,
+           store: str | None) -> None:  # fmt: skip
     from intentloop.envs.sim.base import BACKENDS
     from intentloop.envs.tasks import PHRASINGS, SPLITS
 
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if retries < 0:
+        raise ValueError(f"max_retries must be >= 0, got {retries}")
+    if store is not None and "://" not in store:  # a local store: a file in its way is one sentence now
+        writable_folder(store, "the episode store")
     if replicas < 1:
         raise ValueError(f"planner_replicas must be >= 1, got {replicas}")
     if not 0.0 <= epsilon < 1.0:
@@ -239,7 +244,7 @@ def collect(
 ) -> CollectReport:
     """Run ``jobs`` on ``workers`` collector actors; ``store`` None runs without recording (evaluation).
     ``on_result(result, actors)`` is called after every finished episode (tests use it to kill a collector)."""
-    _check(jobs, workers, epsilon, backend, planner_replicas)
+    _check(jobs, workers, epsilon, backend, planner_replicas, max_retries, store)
     preflight(jobs, backend, planner, skills, env or {}, agent or {}, epsilon)
     started = start_ray(ray_address, num_cpus)
     report, start = CollectReport(), time.monotonic()

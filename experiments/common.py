@@ -51,16 +51,14 @@ def _raised_in_actor(e: Exception) -> Exception:
 
 
 def writable_folder(folder: str | Path, what: str) -> Path:
-    """``folder``, created if need be, after checking a file can be written in it: an output that cannot be
-    written is one sentence before the work, not an OS error after it."""
-    path = Path(folder).expanduser()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-check-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
-    except OSError as e:
-        raise ValueError(f"{what} {folder} cannot be written: {e.strerror or e}") from None
+    """``folder`` (absolute) after checking it could be written, creating nothing: an output in a file's way or
+    in a read-only place is one sentence before the work, not an OS error after it."""
+    path = Path(folder).expanduser().absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"{what} {folder} cannot be written: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {folder} cannot be written: no permission to write in {existing}")
     return path
 
 

@@ -184,9 +184,27 @@ def read_store(store: str, columns: list[str] | None = None, report=None) -> pa.
     return pa.concat_tables(tables, promote_options="default")  # shards from before a column was added: nulls
 
 
+def _read_or_explain(store: str, columns: list[str] | None = None) -> pa.Table:
+    """`read_store`, its skipped shards reported on stderr, or named in the error if no episode is left."""
+    skipped: list[tuple[str, object]] = []
+    table = read_store(store, columns, report=lambda path, err: skipped.append((path, err)))
+    if table.num_rows == 0:
+        first = f"first: {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
+        why = f" ({len(skipped)} unreadable file(s) skipped, {first})" if skipped else ""
+        raise ValueError(f"the store {store} holds no episodes{why}")
+    for path, err in skipped:
+        print(f"skipping corrupt shard {path}: {err}", file=sys.stderr)
+    return table
+
+
+def count_episodes(store: str) -> int:
+    """How many episodes ``store`` holds; none (or only unreadable files) is one sentence."""
+    return _read_or_explain(store, ["episode_id"]).num_rows
+
+
 def load_episode(source: str, episode_id: str | None = None) -> dict:
     """One episode: ``source`` is a store or a shard; ``episode_id`` picks one (default: the only one)."""
-    table = read_store(source)
+    table = _read_or_explain(source)
     if episode_id is not None:
         table = table.filter(pc.equal(table["episode_id"], episode_id))
         if table.num_rows == 0:

@@ -64,6 +64,8 @@ def write_results(run_dir: Path, metrics: dict, results) -> None:
 def main(cfg: DictConfig) -> dict:
     if cfg.episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {cfg.episodes}")
+    if cfg.seed < 0:
+        raise ValueError(f"seed must be >= 0 (episodes use seed, seed + 1, ...), got {cfg.seed}")
     if cfg.ablation not in ABLATIONS:
         raise ValueError(f"unknown ablation {cfg.ablation!r}; choose one of: {', '.join(map(str, ABLATIONS))}")
     apply_level(cfg)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -37,8 +38,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from intentloop.experiments.common import user_errors
-from intentloop.experiments.episode_store import decode_png, read_store, shard_paths
+from intentloop.experiments.common import user_errors, writable_folder
+from intentloop.experiments.episode_store import count_episodes, decode_png, read_store, shard_paths
 from omegaconf import DictConfig
 from tqdm import tqdm
 
@@ -60,6 +61,8 @@ def episodes(store: str):
 def _arrays(row: dict) -> dict:
     """One stored episode as arrays, checked for the lengths the store promises."""
     steps = row["steps"]
+    if not row["frames"]:
+        raise ValueError(f"episode {row['episode_id']} is not exportable: it has no frames (env.image=false?)")
     frames = np.stack([decode_png(f) for f in row["frames"]])
     out = {
         "frames": frames,
@@ -98,6 +101,8 @@ def to_minari(store: str, out: str, name: str, jpeg: bool = False) -> Path:
     first = next(rows, None)
     if first is None:
         raise ValueError(f"the store {store} holds no episodes")
+    if not first["frames"]:
+        raise ValueError(f"episode {first['episode_id']} is not exportable: it has no frames (env.image=false?)")
     height, width = decode_png(first["frames"][0]).shape[:2]
     obs_space = spaces.Dict(
         {
@@ -316,12 +321,18 @@ def to_lerobot(store: str, out: str, fps: int) -> Path:
     return root
 
 
+MINARI_NAME = re.compile(r"([A-Za-z0-9_.-]+/)*[A-Za-z0-9_.-]+-v\d+")
+
+
 def export(fmt: str, store: str, out: str, name: str, fps: int, jpeg: bool) -> Path:
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     if fps < 1:
         raise ValueError(f"fps must be >= 1, got {fps}")
-    shard_paths(store)  # a missing store: one sentence now
+    count_episodes(store)  # a missing or empty store: one sentence now
+    if fmt == "minari" and not MINARI_NAME.fullmatch(name):
+        raise ValueError(f"name={name!r} is not a Minari dataset id: write it as [namespace/]dataset-v<version>")
+    writable_folder(out, "out")
     if fmt == "minari":
         try:
             import minari  # noqa: F401

@@ -90,6 +90,25 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 
+def _check_numbers(c: SelfTrainConfig) -> None:
+    """The update's, practice's and gate's numbers, range-checked now rather than after round 0."""
+    u = c.update
+    try:
+        TrainSettings(steps=u.steps, batch_size=u.batch_size, lr=u.lr, warmup_steps=u.warmup_steps,
+                      threads=u.threads, arg_noise=u.arg_noise, arg_smoothing=u.arg_smoothing)  # fmt: skip
+    except ValueError as e:
+        raise ValueError(f"update: {e}") from None
+    if c.replays < 0 or u.replay_ratio < 0 or (u.max_per_composition is not None and u.max_per_composition < 1):
+        raise ValueError(f"replays and update.replay_ratio must be >= 0 and update.max_per_composition >= 1 (or "
+                         f"null), got {c.replays}, {u.replay_ratio}, {u.max_per_composition}")  # fmt: skip
+    if c.collect.temperature < 0 or not 0 <= c.collect.epsilon < 1 or c.collect.max_retries < 0:
+        raise ValueError(f"collect.temperature and collect.max_retries must be >= 0 and collect.epsilon in [0, 1), "
+                         f"got {c.collect.temperature}, {c.collect.max_retries}, {c.collect.epsilon}")  # fmt: skip
+    if c.promote.max_drop < 0 or not 0 <= c.promote.max_detector_false_positive_rate <= 1:
+        raise ValueError(f"promote.max_drop must be >= 0 and promote.max_detector_false_positive_rate in [0, 1], "
+                         f"got {c.promote.max_drop}, {c.promote.max_detector_false_positive_rate}")  # fmt: skip
+
+
 def check(c: SelfTrainConfig) -> None:
     for seed in c.seeds or [c.seed]:
         check_run(c.rounds, seed)
@@ -120,6 +139,7 @@ def check(c: SelfTrainConfig) -> None:
             raise ValueError(
                 f"{where}.families must be goal-level families ({', '.join(GOAL_FAMILIES)}); got {unknown}"
             )
+    _check_numbers(c)
     if c.update.skill_practice.iterations > 0 and c.skills.name != "rllib":
         raise ValueError(f"skill practice trains learned skills: it needs skills=rllib, got skills={c.skills.name}")
 

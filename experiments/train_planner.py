@@ -79,7 +79,7 @@ def main(cfg: DictConfig) -> dict:
     if c.data_cache and Path(c.data_cache).exists():
         check_examples_file(c.data_cache)
     elif c.data_cache:
-        writable_folder(Path(c.data_cache).absolute().parent, "data_cache's folder")
+        writable_folder(Path(c.data_cache).absolute().parent, "the folder of data_cache")
     train, val = split_examples(examples_for(c), c.data.val_fraction, c.data.seed)
     metrics = train_planner(model, processor, train, val, out, c.train, logdir=run_dir / "tb", progress=c.progress)
     metrics = {

@@ -140,6 +140,38 @@ def train_skill(cfg: DictConfig, skill: str, out: Path, writer: SummaryWriter) -
     return metrics
 
 
+def check(cfg: DictConfig) -> None:
+    """Every count, rate and size of the run in range, before Ray starts: one sentence for the first that is not."""
+    r = cfg.rllib
+    if r.num_env_runners < 0 or r.num_learners < 0 or r.num_envs_per_env_runner < 1:
+        raise ValueError("rllib.num_env_runners and rllib.num_learners must be >= 0 and "
+                         f"rllib.num_envs_per_env_runner >= 1, got {r.num_env_runners}, {r.num_learners}, "
+                         f"{r.num_envs_per_env_runner}")  # fmt: skip
+    at_least_one = {k: cfg[k] for k in ("demo_episodes", "max_iterations", "eval_every", "eval_episodes",
+                                        "final_eval_episodes")}  # fmt: skip
+    at_least_one |= {f"rllib.{k}": r[k] for k in ("train_batch_size", "minibatch_size", "num_epochs")}
+    for name, value in at_least_one.items():
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if not 0 <= cfg.min_iterations <= cfg.max_iterations:
+        raise ValueError(f"min_iterations must be in [0, max_iterations={cfg.max_iterations}], got "
+                         f"{cfg.min_iterations}")  # fmt: skip
+    if r.minibatch_size > r.train_batch_size:
+        raise ValueError(f"rllib.minibatch_size ({r.minibatch_size}) must not exceed rllib.train_batch_size "
+                         f"({r.train_batch_size})")  # fmt: skip
+    if not 0 < cfg.target_success <= 1 or not 0 < r.gamma <= 1 or not 0 <= r.lambda_ <= 1:
+        raise ValueError(f"target_success and rllib.gamma must be in (0, 1] and rllib.lambda_ in [0, 1], got "
+                         f"{cfg.target_success}, {r.gamma}, {r.lambda_}")  # fmt: skip
+    if min(cfg.max_minutes, r.lr, r.clip_param, r.bc_lr) <= 0 or min(r.entropy_coeff, r.vf_loss_coeff) < 0:
+        raise ValueError("max_minutes, rllib.lr, rllib.clip_param and rllib.bc_lr must be > 0 and "
+                         "rllib.entropy_coeff and rllib.vf_loss_coeff >= 0")
+    if min(r.bc_iterations, r.bc_updates_per_iteration) < 0 or r.bc_batch_size < 1:
+        raise ValueError("rllib.bc_iterations and rllib.bc_updates_per_iteration must be >= 0 and "
+                         "rllib.bc_batch_size >= 1")
+    if not cfg.model.hidden or min(cfg.model.hidden) < 1:
+        raise ValueError(f"model.hidden must list one or more layer widths >= 1, got {list(cfg.model.hidden)}")
+
+
 @hydra.main(config_path="../configs", config_name="train_skills", version_base="1.3")
 @user_errors
 def main(cfg: DictConfig) -> dict:
@@ -147,11 +179,7 @@ def main(cfg: DictConfig) -> dict:
     if any(s not in SKILL_ENVS for s in skills):
         raise ValueError(f"unknown skill {cfg.skill!r}; choose one of: {', '.join(SKILL_ENVS)}, all")
     gym.make("intentloop/Pick-v0", backend=cfg.backend, reward_type=cfg.reward_type).close()  # bad values fail now
-    r = cfg.rllib
-    if r.num_env_runners < 0 or r.num_learners < 0 or r.num_envs_per_env_runner < 1:
-        raise ValueError("rllib.num_env_runners and rllib.num_learners must be >= 0 and "
-                         f"rllib.num_envs_per_env_runner >= 1, got {r.num_env_runners}, {r.num_learners}, "
-                         f"{r.num_envs_per_env_runner}")  # fmt: skip
+    check(cfg)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     writer = SummaryWriter(str(run_dir / "tb"))
     writer.add_text("config", f"```\n{OmegaConf.to_yaml(cfg)}\n```")

@@ -42,7 +42,7 @@ BASE = {
         "eval.episodes=1",
         "report.episodes=1",
         "update.steps=1",
-        "init.train.steps=1",
+        "init.planner=shipped",
         "control=false",
     ),  # fmt: skip
     "demo": (
@@ -89,7 +89,6 @@ PER_APP = {
         seed=1.5                                                # a fractional seed
         record=maybe                                            # record not a bool
         hydra.run.dir={text_file}/run                           # a run folder under a file
-        task=clear_except                                       # L4 family without level
     """,
     "collect": """
         task=bogus                                              # an unknown task
@@ -111,7 +110,6 @@ PER_APP = {
         hydra.run.dir={text_file}/run                           # a run folder under a file
     """,
     "self-train": """
-        rounds=0                                                # no rounds
         rounds=-1                                               # negative rounds
         seeds=[-1]                                              # a negative seed in seeds
         replays=-1                                              # negative replays
@@ -139,7 +137,6 @@ PER_APP = {
         hydra.run.dir={text_file}/run                           # a run folder under a file
     """,
     "demo": """
-        rounds=0                                                # no rounds
         seed=-1                                                 # a negative seed
         collect.episodes=0                                      # no practice episodes
         eval.episodes=0                                         # no evaluation episodes
@@ -175,7 +172,6 @@ PER_APP = {
         planner.model.text_heads=3                              # heads that do not divide the width
         planner.model.text_layers=0                             # no layers
         planner=oracle                                          # a planner that cannot be trained
-        planner.think=true                                      # think without thoughts in data
     """,
     "train-detector": """
         train.steps=0                                           # no steps

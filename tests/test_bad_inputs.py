@@ -9,16 +9,16 @@ from bad_inputs import CASES, MARKER, build_artefacts, run_case, verdict
 
 
 def sample() -> list:
-    """The first case of every app, every 12th case of the table, and every crafted pickle."""
+    """The first case of every app, every 25th case of the table, and every crafted pickle."""
     first = {c.app: c for c in reversed(CASES)}
-    picked = [*first.values(), *CASES[::12], *(c for c in CASES if "pickle" in c.why)]
+    picked = [*first.values(), *CASES[::25], *(c for c in CASES if "pickle" in c.why)]
     return list(dict.fromkeys(picked))
 
 
 def test_the_sample_spans_every_app_and_kind_of_artefact():
     cases = sample()
     assert {c.app for c in cases} == {c.app for c in CASES} and len(CASES) >= 200
-    assert 30 <= len(cases) <= 45 and any("{" in " ".join(c.args) for c in cases)
+    assert 18 <= len(cases) <= 30 and any("{" in " ".join(c.args) for c in cases)
 
 
 @pytest.mark.parametrize(

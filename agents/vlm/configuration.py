@@ -33,6 +33,10 @@ class VLMModelConfig:
     def __post_init__(self):
         if self.position_init < 0:
             raise ValueError(f"`position_init` must be >= 0. Got {self.position_init}.")
+        sizes = ("image_size", "patch_size", "vision_hidden", "vision_layers", "vision_heads", "text_hidden",
+                 "text_layers", "text_heads", "text_intermediate", "max_positions")  # fmt: skip
+        if small := next((name for name in sizes if getattr(self, name) < 1), None):
+            raise ValueError(f"`{small}` must be >= 1. Got {getattr(self, small)}.")
         if self.image_size % self.patch_size:
             raise ValueError(
                 f"`image_size` must be a multiple of `patch_size`. Got {self.image_size}, {self.patch_size}."
@@ -47,6 +51,16 @@ class VLMModelConfig:
     @property
     def image_tokens(self) -> int:
         return (self.image_size // self.patch_size) ** 2
+
+
+def check_camera(backend: str, image_size: int) -> None:
+    """A known simulator and a camera image of at least 8 pixels."""
+    from intentloop.envs.sim.base import BACKENDS
+
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    if image_size < 8:
+        raise ValueError(f"`image_size` must be >= 8 pixels. Got {image_size}.")
 
 
 def check_episodes(episodes: list[int], families: list[str]) -> None:
@@ -89,6 +103,7 @@ class DataSettings:
             raise ValueError(f"`noise` must be in [0, 1). Got {self.noise}.")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"`val_fraction` must be in [0, 1). Got {self.val_fraction}.")
+        check_camera(self.backend, self.image_size)
 
 
 @dataclass
@@ -125,3 +140,8 @@ class TrainSettings:
                 raise ValueError(f"`{name}` must be in [0, 1). Got {getattr(self, name)}.")
         if self.lr <= 0:
             raise ValueError(f"`lr` must be > 0. Got {self.lr}.")
+        if self.warmup_steps < 0 or self.weight_decay < 0 or self.grad_clip <= 0:
+            raise ValueError(f"`warmup_steps` and `weight_decay` must be >= 0 and `grad_clip` > 0. Got "
+                             f"{self.warmup_steps}, {self.weight_decay}, {self.grad_clip}.")  # fmt: skip
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError(f"`max_minutes` must be > 0 (or null: no limit). Got {self.max_minutes}.")
