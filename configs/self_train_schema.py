@@ -102,6 +102,13 @@ class PromoteConfig:
 
 
 @dataclass
+class ResumeConfig:
+    """Running again in a run directory resumes it, with the settings it started with."""
+
+    force: bool = False  # go on with changed settings (they are listed on stderr) instead of refusing
+
+
+@dataclass
 class SelfTrainConfig:
     rounds: int = 3
     backend: str = "mujoco"
@@ -123,6 +130,7 @@ class SelfTrainConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    resume: ResumeConfig = field(default_factory=ResumeConfig)
 
 
 @dataclass

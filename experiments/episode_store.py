@@ -189,7 +189,7 @@ def _read_or_explain(store: str, columns: list[str] | None = None) -> pa.Table:
     skipped: list[tuple[str, object]] = []
     table = read_store(store, columns, report=lambda path, err: skipped.append((path, err)))
     if table.num_rows == 0:
-        first = f"first: {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
+        first = f"first: {skipped[0][0]}: {str(skipped[0][1]).splitlines()[0]}" if skipped else ""
         why = f" ({len(skipped)} unreadable file(s) skipped, {first})" if skipped else ""
         raise ValueError(f"the store {store} holds no episodes{why}")
     for path, err in skipped:

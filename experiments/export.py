@@ -30,6 +30,7 @@ import json
 import os
 import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import hydra
@@ -56,6 +57,18 @@ def episodes(store: str):
     """The store's episodes one by one, a shard at a time (a store larger than memory exports too)."""
     for path in shard_paths(store):
         yield from read_store(path).to_pylist()
+
+
+def _first_episode(store: str) -> tuple[dict, Iterator[dict]]:
+    """The store's first episode and the rest; a store without episodes, or a first one without frames, is one
+    sentence before any progress bar."""
+    rows = episodes(store)
+    first = next(rows, None)
+    if first is None:
+        raise ValueError(f"the store {store} holds no episodes")
+    if not first["frames"]:
+        raise ValueError(f"episode {first['episode_id']} is not exportable: it has no frames (env.image=false?)")
+    return first, rows
 
 
 def _arrays(row: dict) -> dict:
@@ -97,12 +110,7 @@ def to_minari(store: str, out: str, name: str, jpeg: bool = False) -> Path:
     from intentloop.envs.tabletop_env import INSTRUCTION_CHARSET, MAX_INSTRUCTION
     from minari.data_collector import EpisodeBuffer
 
-    rows = episodes(store)
-    first = next(rows, None)
-    if first is None:
-        raise ValueError(f"the store {store} holds no episodes")
-    if not first["frames"]:
-        raise ValueError(f"episode {first['episode_id']} is not exportable: it has no frames (env.image=false?)")
+    first, rows = _first_episode(store)
     height, width = decode_png(first["frames"][0]).shape[:2]
     obs_space = spaces.Dict(
         {
@@ -248,7 +256,8 @@ def to_lerobot(store: str, out: str, fps: int) -> Path:
     tasks: dict[str, int] = {}
     episode_rows, totals = [], {}
     file_index, index = 0, 0
-    for ep, row in enumerate(tqdm(episodes(store), desc="episodes -> lerobot", unit="ep")):
+    first, rows = _first_episode(store)
+    for ep, row in enumerate(tqdm(itertools.chain([first], rows), desc="episodes -> lerobot", unit="ep")):
         a = _arrays(row)
         n = len(a["actions"])
         if features is None:
@@ -297,8 +306,6 @@ def to_lerobot(store: str, out: str, fps: int) -> Path:
         meta.update({k: json.dumps(v) if k in nested else v for k, v in _episode_meta(row).items()})
         episode_rows.append(meta)
         index += n
-    if writer is None:
-        raise ValueError(f"the store {store} holds no episodes")
     writer.close()
     (root / "meta").mkdir(parents=True, exist_ok=True)
     episodes_path = root / EPISODES_PATH

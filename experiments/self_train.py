@@ -3,7 +3,9 @@
 How to run:        intentloop self-train rounds=3 collect.workers=2 init.planner=runs/train_planner/<date>/planner
 On a cluster:      intentloop self-train ray.address=auto ...        (or RAY_ADDRESS=host:port intentloop self-train)
 Resume a run:      the same command with hydra.run.dir=<its run directory>: complete rounds are kept, the
-                   interrupted one is finished (episodes already in its store are not collected again).
+                   interrupted one is finished (episodes already in its store are not collected again). Other
+                   settings than the run's (``run_config.json``; more rounds, workers or threads are fine) are
+                   refused unless ``resume.force=true``; a moved run directory resumes where it now is.
 
 Each round r:
 1. collect   Ray collector actors run the agent (promoted planner, sampling with ``collect.temperature`` and
@@ -31,7 +33,8 @@ Independent runs: ``seeds=[0,1,2]`` runs the loop once per seed under ``seed<k>/
 Run directory: ``planner/v000`` (round-0 planner), ``base_examples.npz`` (oracle examples, replayed),
 ``rounds/r<r>/{episodes/, examples.npz, skill_failures.jsonl, planner/, control/, skills/ (if practised),
 metrics.json}``
-(``metrics.json`` is written last: a round is complete when it exists), ``metrics.json`` (every round), ``tb/``
+(``metrics.json`` is written last: a round is complete when it exists), ``metrics.json`` (every round),
+``run_config.json`` (the settings it started with), ``tb/``
 (TensorBoard).
 """
 
@@ -40,6 +43,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -144,16 +148,71 @@ def check(c: SelfTrainConfig) -> None:
         raise ValueError(f"skill practice trains learned skills: it needs skills=rllib, got skills={c.skills.name}")
 
 
+def _flat(d: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists kept whole)."""
+    out = {}
+    for k, v in d.items():
+        out |= _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
+    return out
+
+
+def _moved(value, old: str, new: str):
+    """``value`` with every path under ``old`` moved under ``new``."""
+    if isinstance(value, dict):
+        return {k: _moved(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_moved(v, old, new) for v in value]
+    if isinstance(value, str) and (value == old or value.startswith(old + os.sep)):
+        return new + value[len(old) :]
+    return value
+
+
+def load_round(path: Path, run_dir: Path) -> dict:
+    """A finished round's metrics; if the run directory was moved since, its paths follow it."""
+    m = json.loads(path.read_text())
+    old = m.get("run_dir")
+    return _moved(m, old, str(run_dir)) if old and old != str(run_dir) else m
+
+
 class SelfTraining:
     """One run directory, resumable: ``run()`` does whatever rounds are not complete yet."""
 
     def __init__(self, c: SelfTrainConfig, run_dir: str | Path):
         check(c)
-        self.c, self.dir = c, Path(run_dir)
+        self.c, self.dir = c, Path(run_dir).absolute()
         self.rounds_dir = self.dir / "rounds"
+        self._check_stored_rounds()
+        self._check_settings()
         self.rounds_dir.mkdir(parents=True, exist_ok=True)
         self.suite = TaskSuite(split_seed=c.env.split_seed)
-        self._check_stored_rounds()
+
+    # Settings a resumed run may change: how long, how loud, how parallel; not what is computed.
+    RESUMABLE = ("rounds", "progress", "replays", "ray.", "resume.", "collect.workers", "collect.planner_replicas",
+                 "update.threads")  # fmt: skip
+
+    def _check_settings(self) -> None:
+        """A run resumed with other settings would mix two experiments in one directory: refused in one sentence
+        (``resume.force=true`` goes on with the new ones and lists them)."""
+        path, now = self.dir / "run_config.json", _flat(asdict(self.c))
+        if path.exists():
+            before = _flat(json.loads(path.read_text()))
+            changed = [k for k in sorted(set(before) | set(now))
+                       if before.get(k) != now.get(k) and not k.startswith(self.RESUMABLE)]  # fmt: skip
+            if changed and not self.c.resume.force:
+                k = changed[0]
+                raise ValueError(
+                    f"cannot resume {self.dir} with other settings: {len(changed)} differ from the run's (first: {k} "
+                    f"was {before.get(k)!r}, now {now.get(k)!r}); use the run's settings, a new hydra.run.dir, or "
+                    "resume.force=true to go on with the new ones"
+                )
+            for k in changed:
+                print(f"resume.force: {k} was {before.get(k)!r}, now {now.get(k)!r}", file=sys.stderr)
+
+    def _save_settings(self) -> None:
+        """``run_config.json``: the settings of the run's start (or of its last forced resume)."""
+        path = self.dir / "run_config.json"
+        if not path.exists() or self.c.resume.force:
+            write_json(path, asdict(self.c))
 
     ROUND_KEYS = ("round", "promoted", "promoted_planner", "eval", "promoted_eval", "report", "forgetting")
 
@@ -411,11 +470,12 @@ class SelfTraining:
         jobs = practice_jobs(0, 1, c.collect.splits, c.collect.chain_lengths, c.collect.families)
         jobs += eval_jobs(1, c.eval.seed, c.eval.splits, c.eval.chain_lengths, c.eval.families)
         preflight(jobs, c.backend, planner, asdict(c.skills), asdict(c.env), asdict(c.agent), c.collect.epsilon)
-        if fresh and not c.init.planner and c.init.data_cache and Path(c.init.data_cache).exists():
+        if not (self.dir / "base_examples.npz").exists() and c.init.data_cache and Path(c.init.data_cache).exists():
             check_examples_file(c.init.data_cache)
 
     def run(self) -> list[dict]:
         self._preflight()
+        self._save_settings()
         ray_started = start_ray(self.c.ray.address, self.c.ray.num_cpus)
         torch.set_num_threads(self.c.update.threads)
         try:
@@ -429,7 +489,7 @@ class SelfTraining:
         for r in range(self.c.rounds + 1):
             path = self.rounds_dir / f"r{r:03d}" / "metrics.json"
             if path.exists():
-                history.append(json.loads(path.read_text()))
+                history.append(load_round(path, self.dir))
                 continue
             if r == 0:
                 v0 = self.initial_planner()
@@ -444,6 +504,7 @@ class SelfTraining:
                 last = history[-1]
                 m = self.round(r, last["promoted_planner"], last["promoted_eval"], history)
             path.parent.mkdir(parents=True, exist_ok=True)
+            m["run_dir"] = str(self.dir)  # its paths are absolute: a moved run reads them relative to this
             write_json(path, m)
             history.append(m)
             self._log(writer, m)

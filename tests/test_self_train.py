@@ -204,6 +204,34 @@ def self_train_config(*overrides):
         return OmegaConf.to_object(compose("self_train", overrides=list(overrides)))
 
 
+def test_a_run_resumed_with_other_settings_is_refused_unless_forced(tmp_path, capsys):
+    from intentloop.experiments.self_train import SelfTraining
+
+    SelfTraining(self_train_config("update.lr=0.001"), tmp_path)._save_settings()  # what run() does, checks passed
+    assert json.loads((tmp_path / "run_config.json").read_text())["update"]["lr"] == 0.001
+    SelfTraining(self_train_config("update.lr=0.001", "rounds=5", "collect.workers=1"), tmp_path)  # longer, narrower
+    with pytest.raises(ValueError, match=r"with other settings: 2 differ from the run's \(first: seed was 0, now 3\)"):
+        SelfTraining(self_train_config("update.lr=0.002", "seed=3"), tmp_path)
+    SelfTraining(self_train_config("update.lr=0.002", "resume.force=true"), tmp_path)._save_settings()
+    assert "resume.force: update.lr was 0.001, now 0.002" in capsys.readouterr().err
+    assert json.loads((tmp_path / "run_config.json").read_text())["update"]["lr"] == 0.002
+
+
+def test_a_moved_run_directory_reads_its_rounds_paths_where_they_are_now(tmp_path):
+    from intentloop.experiments.self_train import load_round
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    m = {"run_dir": str(old), "planner": str(old / "planner" / "v000"), "skills": "/elsewhere/skills",
+         "control": {"planner": str(old / "rounds" / "r001" / "control")}, "sibling": f"{old}-2/x", "n": 3}  # fmt: skip
+    (new / "rounds" / "r001").mkdir(parents=True)
+    (path := new / "rounds" / "r001" / "metrics.json").write_text(json.dumps(m))
+    moved = load_round(path, new)
+    assert moved["planner"] == str(new / "planner" / "v000") and moved["run_dir"] == str(new)
+    assert moved["control"]["planner"] == str(new / "rounds" / "r001" / "control")
+    assert moved["skills"] == "/elsewhere/skills" and moved["sibling"] == f"{old}-2/x" and moved["n"] == 3
+    assert load_round(path, old) == m
+
+
 def test_the_shipped_planner_starts_self_training_by_name(tmp_path):
     from intentloop.agents.vlm.modeling import SHIPPED
     from intentloop.experiments.self_train import SelfTraining
