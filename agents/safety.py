@@ -120,7 +120,7 @@ class SafetyRules:
         self.low, self.high = np.asarray(list(workspace_low), float), np.asarray(list(workspace_high), float)
         if self.low.shape != (2,) or self.high.shape != (2,):
             raise ValueError(
-                f"workspace_low and workspace_high must be [x, y], got {list(self.low)} and {list(self.high)}"
+                f"workspace_low and workspace_high must be [x, y], got {self.low.tolist()} and {self.high.tolist()}"
             )
         if np.any(self.low >= self.high):
             raise ValueError(

@@ -475,10 +475,10 @@ class SelfTraining:
 
     def run(self) -> list[dict]:
         self._preflight()
-        self._save_settings()
-        ray_started = start_ray(self.c.ray.address, self.c.ray.num_cpus)
+        ray_started = start_ray(self.c.ray.address, self.c.ray.num_cpus)  # a bad address or CPU count: refused
         torch.set_num_threads(self.c.update.threads)
         try:
+            self._save_settings()  # once nothing more is refused before the work
             return self._rounds()
         finally:
             if ray_started:

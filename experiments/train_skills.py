@@ -181,10 +181,10 @@ def main(cfg: DictConfig) -> dict:
     gym.make("intentloop/Pick-v0", backend=cfg.backend, reward_type=cfg.reward_type).close()  # bad values fail now
     check(cfg)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # its per-dataset progress log drowns ours
+    started = start_ray(cfg.ray.address, cfg.ray.num_cpus)  # a bad address or CPU count: before any file is written
     writer = SummaryWriter(str(run_dir / "tb"))
     writer.add_text("config", f"```\n{OmegaConf.to_yaml(cfg)}\n```")
-    logging.getLogger("ray.data").setLevel(logging.WARNING)  # its per-dataset progress log drowns ours
-    started = start_ray(cfg.ray.address, cfg.ray.num_cpus)
     try:
         results = {s: train_skill(cfg, s, run_dir / s, writer) for s in skills}
     finally:

@@ -64,6 +64,7 @@ BASE = {
         "eval_episodes=2",
         "final_eval_episodes=2",
         "rllib.train_batch_size=64",
+        "rllib.minibatch_size=32",
         "rllib.bc_iterations=1",
     ),  # fmt: skip
     "replay": (),

@@ -130,7 +130,8 @@ def load_model(path: str | Path):
     or corrupt one fails with one sentence."""
     folder = checkpoint_folder(path)
     if not folder.is_dir():
-        raise FileNotFoundError(f"no planner checkpoint at {path}: the directory does not exist")
+        what = "a file, not a save_pretrained folder" if folder.exists() else "the directory does not exist"
+        raise FileNotFoundError(f"no planner checkpoint at {path}: {what}")
     if not (folder / "config.json").is_file():
         raise ValueError(f"the planner checkpoint at {path} has no config.json: it is not a save_pretrained folder")
     try:
