@@ -31,29 +31,14 @@ class Case:
     why: str
 
 
+SMALL_LOOP = ("rounds=1", "progress=false", "collect.episodes=2", "eval.episodes=1", "report.episodes=1",
+              "update.steps=1", "init.planner=shipped", "control=false")  # fmt: skip
 # What each app gets besides a case's overrides: small enough that a bad input taken as good ends soon.
 BASE = {
     "evaluate": ("episodes=1", "progress=false"),
     "collect": ("episodes=1", "progress=false", "collect.workers=1", "collect.planner_replicas=1"),
-    "self-train": (
-        "rounds=1",
-        "progress=false",
-        "collect.episodes=2",
-        "eval.episodes=1",
-        "report.episodes=1",
-        "update.steps=1",
-        "init.planner=shipped",
-        "control=false",
-    ),  # fmt: skip
-    "demo": (
-        "rounds=1",
-        "progress=false",
-        "collect.episodes=2",
-        "eval.episodes=1",
-        "report.episodes=1",
-        "update.steps=1",
-        "control=false",
-    ),  # fmt: skip
+    "self-train": SMALL_LOOP,
+    "demo": SMALL_LOOP,
     "train-planner": ("progress=false", "train.steps=1", "data.family_episodes=1", "data.scene_examples=1"),
     "train-detector": ("progress=false", "train.steps=1", "data.family_episodes=1"),
     "train-skills": (
