@@ -153,9 +153,8 @@ def check(cfg: DictConfig) -> None:
     for name, value in at_least_one.items():
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
-    if not 0 <= cfg.min_iterations <= cfg.max_iterations:
-        raise ValueError(f"min_iterations must be in [0, max_iterations={cfg.max_iterations}], got "
-                         f"{cfg.min_iterations}")  # fmt: skip
+    if cfg.min_iterations < 0:  # above max_iterations: max_iterations runs, the target never stops it early
+        raise ValueError(f"min_iterations must be >= 0, got {cfg.min_iterations}")
     if r.minibatch_size > r.train_batch_size:
         raise ValueError(f"rllib.minibatch_size ({r.minibatch_size}) must not exceed rllib.train_batch_size "
                          f"({r.train_batch_size})")  # fmt: skip

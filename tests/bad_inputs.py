@@ -185,7 +185,7 @@ PER_APP = {
         reward_type=magic                                       # an unknown reward
         demo_episodes=-1                                        # negative demos
         max_iterations=0                                        # no iterations
-        min_iterations=5 max_iterations=2                       # min above max iterations
+        min_iterations=-1                                       # negative min iterations
         target_success=2                                        # a target above 1
         eval_every=0                                            # evaluate every 0 iterations
         eval_episodes=0                                         # no evaluation episodes
