@@ -227,8 +227,8 @@ def save_examples(path: str | Path, examples: list[Example]) -> None:
 
 
 def check_examples_file(path: str | Path) -> None:
-    """Fail with one sentence unless ``path`` is a file `save_examples` could have written (its arrays' names and
-    shapes, without reading them)."""
+    """Fail with one sentence unless ``path`` is a file `save_examples` could have written (the names of its
+    arrays, without reading them)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"no planner data at {path}: the file does not exist")
     try:
