@@ -38,6 +38,9 @@ from intentloop.envs.scene import BLOCK_HALF, BLOCKS, ZONES, Layout
 GOAL_FAMILIES = ("clear", "fill", "refer", "except", "count", "swap", "correct", "perturb", "clear_except")
 # Never in the planner's training data: the fourth generalization level, trained concepts combined anew.
 UNTRAINED_FAMILIES = ("clear_except",)
+# Trained families whose first intent depends on what the scene shows (correct / perturb start as the instruction
+# says): the planner's first-step scene examples (agents/vlm/data.py `scene_examples`).
+SCENE_FAMILIES = ("clear", "fill", "refer", "except", "count", "swap")
 
 # The last phrasing of each list is kept for the unseen-phrasings test, as for the templated families.
 GOAL_TEMPLATES: dict[str, tuple[str, ...]] = {

@@ -3,6 +3,8 @@
 How to run:          intentloop train-planner          (or: python -m intentloop.experiments.train_planner)
 Quick check:         ... data.episodes=[4,4] train.steps=4 train.eval_every=2 data.val_fraction=0.25
 Reuse the data:      ... data_cache=/tmp/planner_data.npz   (collected on the first run, read on the next ones)
+More of a family:    ... data.extra_episodes.clear=1500 data.extra_scenes.refer=6000   (after the default data,
+                     which stays as it was: the same seeds, example for example)
 Fine-tune a model:   ... planner.model_path=<save_pretrained folder>
 Results to expect:   default data: 2200 chain episodes, 350 of each trained goal-level family, 3000 scene examples
                      per scene-dependent family and captions of the recorded images (79,435 examples, 37,238 of

@@ -420,6 +420,34 @@ def test_examples_come_from_the_train_split_and_end_with_done(test_seed):
     assert {e.family for e in scenes} == {"clear", "swap"}
 
 
+def test_extra_family_data_comes_after_the_default_data_which_it_leaves_as_it_was(test_seed):
+    """`extra_episodes` / `extra_scenes` add episodes and first-step scenes of one family; the default data is
+    collected first with the same seeds, so a cache with extras still holds it example for example."""
+    base = DataSettings(episodes=[1], families=["clear"], family_episodes=1, scene_examples=2, image_size=32)
+    base.seed += 100 * test_seed
+    more = DataSettings(**{**base.__dict__, "extra_episodes": {"refer": 2}, "extra_scenes": {"clear": 2, "refer": 1}})
+    a, b = collect_examples(base, progress=False), collect_examples(more, progress=False)
+
+    def same(x, y) -> bool:
+        return all(getattr(x, f) == getattr(y, f) for f in ("target", "instruction", "episode")) and np.array_equal(
+            x.image, y.image
+        )
+
+    episodes_a = [e for e in a if e.episode >= 0]
+    assert all(same(x, y) for x, y in zip(episodes_a, b, strict=False))
+    extra = [e for e in b if e.episode >= 0][len(episodes_a):]
+    assert {e.family for e in extra} == {"refer"} and {e.episode for e in extra} == {2, 3}
+    scenes_a, scenes_b = ([e for e in x if e.episode < 0 and e.task == "plan"] for x in (a, b))
+    assert len(scenes_a) == 2 and all(same(x, y) for x, y in zip(scenes_a, scenes_b, strict=False))
+    new = scenes_b[2:]
+    assert [e.family for e in new] == ["clear", "clear", "refer"]
+    assert len({e.image.tobytes() for e in scenes_b[:4]}) == 4  # the extra clear scenes are new scenes
+    with pytest.raises(ValueError, match="extra_scenes"):
+        DataSettings(extra_scenes={"perturb": 5})
+    with pytest.raises(ValueError, match="whole numbers"):
+        DataSettings(extra_episodes={"clear": -1})
+
+
 def test_a_caption_fraction_keeps_every_intent_example_and_that_share_of_cached_captions(test_seed):
     from intentloop.agents.vlm.data import Example
     from intentloop.experiments.train_planner import keep_captions

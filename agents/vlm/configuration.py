@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from intentloop.envs.goal_tasks import GOAL_FAMILIES, UNTRAINED_FAMILIES  # light: numpy only
+from intentloop.envs.goal_tasks import GOAL_FAMILIES, SCENE_FAMILIES, UNTRAINED_FAMILIES  # light: numpy only
 
 
 @dataclass
@@ -63,6 +63,14 @@ def check_camera(backend: str, image_size: int) -> None:
         raise ValueError(f"`image_size` must be >= 8 pixels. Got {image_size}.")
 
 
+def check_extra(counts: dict[str, int], allowed: tuple[str, ...], what: str) -> None:
+    """Family -> count >= 0, every family one of ``allowed``."""
+    if unknown := [f for f in counts if f not in allowed]:
+        raise ValueError(f"`{what}` takes families of {', '.join(allowed)}. Got {unknown}.")
+    if bad := {f: n for f, n in counts.items() if not isinstance(n, int) or n < 0}:
+        raise ValueError(f"`{what}` counts must be whole numbers >= 0. Got {bad}.")
+
+
 def check_episodes(episodes: list[int], families: list[str]) -> None:
     """Episode counts per chain length 1..5 and goal-level family names, as the data collectors take them."""
     if not episodes or len(episodes) > 5 or any(n < 0 for n in episodes):
@@ -84,6 +92,11 @@ class DataSettings:
     # Per goal-level family whose first step depends on the scene (SCENE_FAMILIES): fresh arranged scenes and the
     # oracle's first intent only (a reset and one render each, no skill runs): the bulk of the visual grounding.
     scene_examples: int = 3000
+    # More of some families, collected after all of the above with the seeds continuing (so a cache with them still
+    # holds the default data, example for example): whole episodes (``data.extra_episodes.clear=1500``) and
+    # first-step scenes (``data.extra_scenes.refer=6000``).
+    extra_episodes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(GOAL_FAMILIES, 0))
+    extra_scenes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SCENE_FAMILIES, 0))
     # Fraction of the recorded images that also give a `scene:` example (the image described in words; see
     # agents/vlm/data.py): the dense signal that teaches the vision tower what is where.
     captions: float = 1.0
@@ -97,6 +110,8 @@ class DataSettings:
         check_episodes(self.episodes, self.families)
         if self.family_episodes < 0 or self.scene_examples < 0:
             raise ValueError(f"episode counts must be >= 0. Got {self.family_episodes}, {self.scene_examples}.")
+        check_extra(self.extra_episodes, GOAL_FAMILIES, "extra_episodes")
+        check_extra(self.extra_scenes, SCENE_FAMILIES, "extra_scenes")
         if not 0.0 <= self.captions <= 1.0:
             raise ValueError(f"`captions` must be in [0, 1]. Got {self.captions}.")
         if not 0.0 <= self.noise < 1.0:

@@ -34,6 +34,7 @@ from intentloop.agents.vlm.configuration import DataSettings
 from intentloop.agents.vlm.constrained import valid_intents
 from intentloop.envs import goals as G
 from intentloop.envs import predicates as P
+from intentloop.envs.goal_tasks import SCENE_FAMILIES
 from intentloop.envs.intents import DONE
 from intentloop.envs.scene import BLOCKS, ZONES
 from intentloop.envs.world import image_shape
@@ -142,12 +143,14 @@ class _Teacher:
 
 
 def collect_examples(settings: DataSettings | None = None, progress: bool = True) -> list[Example]:
-    """Examples from ``sum(settings.episodes)`` chain episodes and ``settings.family_episodes`` of each goal-level
-    family in ``settings.families``, train split; episode i uses seed ``settings.seed + i``."""
+    """Examples from ``sum(settings.episodes)`` chain episodes, ``settings.family_episodes`` of each goal-level
+    family in ``settings.families`` and then ``settings.extra_episodes``, train split; episode i uses seed
+    ``settings.seed + i``."""
     s = settings or DataSettings()
     teacher = _Teacher(np.random.default_rng(s.seed), s.noise, s.image_size, s.captions)
     runs = [("chain", length, count) for length, count in enumerate(s.episodes, 1)]
     runs += [(family, 1, s.family_episodes) for family in s.families]
+    runs += [(family, 1, count) for family, count in s.extra_episodes.items()]
     bar = tqdm(total=sum(n for *_, n in runs), desc="collect planner data", unit="ep", disable=not progress)
     for family, length, count in runs:
         if count == 0:
@@ -166,24 +169,21 @@ def collect_examples(settings: DataSettings | None = None, progress: bool = True
     return teacher.examples + scene_examples(s, progress)
 
 
-# Goal-level families whose first intent depends on what the scene shows (correct / perturb start as the
-# instruction says; the never-trained level-4 families are left out).
-SCENE_FAMILIES = ("clear", "fill", "refer", "except", "count", "swap")
-
-
 def scene_examples(settings: DataSettings | None = None, progress: bool = True) -> list[Example]:
-    """``settings.scene_examples`` first-step examples per family of SCENE_FAMILIES in ``settings.families``: a
-    fresh arranged scene (seed ``settings.seed + 1_000_000 + i``), its instruction and the oracle's first intent,
-    and with probability ``settings.captions`` the scene's caption as well. Each costs a reset and one render, so
-    the planner sees many more scenes than whole episodes could show."""
+    """``settings.scene_examples`` first-step examples per family of SCENE_FAMILIES in ``settings.families``, then
+    ``settings.extra_scenes`` more: a fresh arranged scene (seed ``settings.seed + 1_000_000 + i``, i counting on
+    in the extra ones), its instruction and the oracle's first intent, and with probability ``settings.captions``
+    the scene's caption as well. Each costs a reset and one render, so the planner sees many more scenes than whole
+    episodes could show."""
     s = settings or DataSettings()
-    families = [f for f in s.families if f in SCENE_FAMILIES]
+    runs = [(f, 0, s.scene_examples) for f in s.families if f in SCENE_FAMILIES]
+    runs += [(f, s.scene_examples if f in s.families else 0, n) for f, n in s.extra_scenes.items() if n]
     out: list[Example] = []
     rng = np.random.default_rng(s.seed + 1)
-    bar = tqdm(total=len(families) * s.scene_examples, desc="scene examples", unit="ex", disable=not progress)
-    for family in families:
+    bar = tqdm(total=sum(n for *_, n in runs), desc="scene examples", unit="ex", disable=not progress)
+    for family, first, count in runs:
         env = gym.make("intentloop/Tabletop-v0", backend=s.backend, task=family, split="train", image_size=s.image_size)
-        for i in range(s.scene_examples):
+        for i in range(first, first + count):
             obs, info = env.reset(seed=s.seed + 1_000_000 + i)
             oracle = OraclePlanner()
             target = oracle.plan(PlannerInput(obs["instruction"], obs["image"], [], obs, info["task"], 0))
