@@ -1,14 +1,18 @@
 """Exploration for self-training: now and then an alternative valid intent instead of the planner's own.
 
     planner = EpsilonPlanner(VLMPlanner(model_path=..., temperature=0.7), epsilon=0.1)
-    planner.seed(episode_seed)   # the same seed, the same detours
+    planner.seed(episode_seed)   # the same seed, the same detours and the same sampled intents
 
+Each call also hands the inner planner a `sample_seed` drawn from the episode's stream, so a sampling planner
+(``temperature > 0``) draws the same intents when an episode is run again, served or not, batched or not.
 With probability ``epsilon`` a planning call returns a random valid intent over the scene's objects other than
 the one the planner chose; ``done()`` is never forced, and the planner's own ``done()`` is never replaced (an
 episode is not kept running after the planner believes it finished).
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 from intentloop.agents.planner import Planner, PlannerInput
@@ -37,7 +41,7 @@ class EpsilonPlanner:
         self.planner.reset()
 
     def plan(self, inp: PlannerInput) -> str:
-        text = self.planner.plan(inp)
+        text = self.planner.plan(replace(inp, sample_seed=int(self.rng.integers(2**31))))
         if text == str(DONE) or self.epsilon == 0.0 or self.rng.random() >= self.epsilon:
             return text
         return str(self.rng.choice([t for t in self.choices if t != text]))

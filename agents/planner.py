@@ -55,6 +55,9 @@ class PlannerInput:
     subgoals_done: int = 0
     # What the user said during the episode: (how many outcomes the history had when it arrived, the text).
     feedback: list[tuple[int, str]] = field(default_factory=list)
+    # The key of this call's random draw when the planner samples (`EpsilonPlanner` sets it from the episode's
+    # seed): the same key, the same intent, however the calls are batched. None: the planner's own randomness.
+    sample_seed: int | None = None
 
 
 @runtime_checkable

@@ -85,7 +85,9 @@ class ServedPlanner:
     def plan(self, inp, retries: int = 3) -> str:
         for attempt in range(retries + 1):  # a replica that dies mid-request: Serve routes the retry to a live one
             try:
-                request = self.handle.plan.remote(inp.instruction, inp.image, list(inp.history), list(inp.feedback))
+                request = self.handle.plan.remote(
+                    inp.instruction, inp.image, list(inp.history), list(inp.feedback), inp.sample_seed
+                )
                 answer = request.result()
                 break
             except DIED:

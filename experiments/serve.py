@@ -160,9 +160,10 @@ class PlannerDeployment:
         return [{"intent": t, "thought": th, "verdict": verdict(t), "batch": len(inputs)}
                 for t, th in zip(texts, thoughts, strict=True)]  # fmt: skip
 
-    async def plan(self, instruction: str, image, history: list, feedback: list = ()) -> dict:
+    async def plan(self, instruction: str, image, history: list, feedback: list = (), sample_seed=None) -> dict:
         """The handle's route (collectors): the image as an array, the history as `IntentOutcome`s."""
-        return await self._decide(PlannerInput(instruction, image, list(history), feedback=list(feedback)))
+        inp = PlannerInput(instruction, image, list(history), feedback=list(feedback), sample_seed=sample_seed)
+        return await self._decide(inp)
 
     async def __call__(self, request):
         from starlette.responses import JSONResponse

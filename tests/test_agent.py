@@ -156,3 +156,10 @@ def test_exploration_at_the_default_epsilon_swaps_that_share_of_intents_for_vali
     assert abs(len(swapped) / 1000 - epsilon) < 4 * np.sqrt(epsilon * (1 - epsilon) / 1000)  # 4 sigma
     assert set(swapped) <= set(alternatives()) and len(set(swapped)) > 10  # valid, spread, never done()
     assert run(seed) == got and run(seed + 1) != got  # the same seed, the same detours
+    # every call hands the inner planner a sample key from the episode's stream: the same seed, the same keys
+    def keys(seed):
+        run(seed)
+        return [i.sample_seed for i in planner.planner.inputs[-len(said) :]]
+
+    assert keys(seed) == keys(seed) != keys(seed + 1)
+    assert len(set(keys(seed))) > 0.99 * len(said) and inp.sample_seed is None  # fresh keys; the input untouched

@@ -141,6 +141,21 @@ def test_a_killed_run_resumes_with_the_episode_count_of_an_uninterrupted_run(tmp
     # moment may have stored a few more)
     resumed_round = history[1]["collect"]
     assert resumed_round["skipped"] >= written and resumed_round["skipped"] + resumed_round["new_this_call"] == episodes
+    # and what was collected, learned and measured is what an uninterrupted run gets: the sampled practice intents
+    # are seeded per episode (EpsilonPlanner's sample keys), whichever collector and batch served them
+    whole_dir = tmp_path / "whole"
+    whole = self_train(whole_dir, *args)
+    _, err = whole.communicate(timeout=600)
+    assert whole.returncode == 0, err[-3000:]
+    for r in range(1, rounds + 1):
+        a, b = (read_store(str(d / "rounds" / f"r{r:03d}" / "episodes")).to_pylist() for d in (run_dir, whole_dir))
+        assert {e["episode_id"]: e["outcomes"] for e in a} == {e["episode_id"]: e["outcomes"] for e in b}
+        assert any(e["outcomes"] for e in a)
+    figures = [json.loads((d / "metrics.json").read_text())["rounds"] for d in (run_dir, whole_dir)]
+    for m, n in zip(*figures, strict=True):
+        assert m.get("update", {}).get("train/loss") == n.get("update", {}).get("train/loss")
+        assert m.get("reflect", {}).get("examples") == n.get("reflect", {}).get("examples")
+        assert {k: m[k]["sets"] for k in ("eval", "report")} == {k: n[k]["sets"] for k in ("eval", "report")}
 
 
 @pytest.mark.slow

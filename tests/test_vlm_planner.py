@@ -85,6 +85,36 @@ def test_constrained_decoding_only_yields_parseable_intents_for_a_random_model(t
     assert len(set(sampled.plan_batch(inputs))) > 15, "sampling should roam over many valid intents"
 
 
+def test_seeded_sampling_draws_the_same_intent_for_a_seed_whatever_shares_its_batch(test_seed):
+    """With a `sample_seed` per input, a sampled intent depends on the input and its seed only: alone, in a batch,
+    in another order. Different seeds still roam (it samples), and the global torch generator plays no part."""
+    from dataclasses import replace
+
+    planner = tiny_planner(test_seed, temperature=3.0)
+    inputs = [replace(x, sample_seed=1000 * test_seed + i) for i, x in enumerate(planner_inputs(8, seed=test_seed))]
+    torch.manual_seed(0)
+    alone = [planner.plan(x) for x in inputs]
+    torch.manual_seed(1)
+    assert planner.plan_batch(inputs) == alone == planner.plan_batch(inputs[::-1])[::-1]
+    assert planner.plan_batch(inputs[2:5]) == alone[2:5]
+    reseeded = planner.plan_batch([replace(inputs[0], sample_seed=k) for k in range(40)])
+    assert len(set(reseeded)) > 5, "different seeds should draw different intents"
+    assert_all_parse(reseeded)
+
+
+def test_seeded_sampling_draws_from_the_softmax_at_its_temperature(test_seed):
+    """The Gumbel-max draw of `SeededSampling` follows softmax(scores / T): frequencies over 4000 seeds."""
+    from intentloop.agents.vlm.constrained import SeededSampling
+
+    scores = torch.tensor([[2.0, 1.0, 0.0, float("-inf")]])
+    for temperature in (0.5, 2.0):
+        seeds = range(4000 * test_seed, 4000 * (test_seed + 1))
+        draws = [int(SeededSampling([s], temperature)(None, scores).argmax()) for s in seeds]
+        freq = np.bincount(draws, minlength=4) / len(draws)
+        expected = torch.softmax(scores[0] / temperature, 0).numpy()
+        assert freq[3] == 0 and np.abs(freq - expected).max() < 0.03, (freq, expected)
+
+
 def test_an_intent_refused_since_the_last_one_that_ran_is_not_chosen_again(test_seed):
     from dataclasses import replace
 

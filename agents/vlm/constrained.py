@@ -11,6 +11,7 @@ follow (``pick( red`` can only end as ``pick(red_block)``), so no forward pass i
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -209,6 +210,21 @@ class IntentConstraint(LogitsProcessor):
             if tuple(thought[-k:]) == self.marker[:k]:
                 return self.marker[k]
         return self.marker[0] if len(thought) >= self.max_thought else None
+
+
+class SeededSampling(LogitsProcessor):
+    """Sampling at ``temperature`` with one random stream per row (``seeds``): the Gumbel-max trick turns the
+    greedy choice over ``scores / temperature + Gumbel noise`` into a draw from the softmax, and each row's
+    noise comes from its own generator, so a row draws the same intent whatever else shares its batch (the
+    order and size of a served batch change nothing). Runs after `IntentConstraint`: masked tokens stay -inf."""
+
+    def __init__(self, seeds: Sequence[int], temperature: float):
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.temperature = temperature
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        u = torch.stack([torch.rand(scores.shape[1], generator=g) for g in self.generators]).clamp(1e-12, 1 - 1e-7)
+        return scores / self.temperature - torch.log(-torch.log(u)).to(scores.device)
 
 
 class IntentComplete(StoppingCriteria):

@@ -24,6 +24,7 @@ from intentloop.agents.vlm.constrained import (
     IntentComplete,
     IntentConstraint,
     IntentTrie,
+    SeededSampling,
     greedy_intent,
     split_thought,
     valid_intents,
@@ -35,7 +36,8 @@ from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteria
 
 
 class VLMPlanner:
-    """Greedy by default; ``temperature > 0`` samples (for exploration), still only over valid intents. With
+    """Greedy by default; ``temperature > 0`` samples (for exploration), still only over valid intents, each input
+    with a `sample_seed` from its own random stream (`SeededSampling`: batching changes no draw). With
     ``avoid_refused`` (default) decoding also leaves out the intents refused since the last one that ran
     (`refused_since_last_run`): nothing has moved, so they would be refused again. With ``think`` the model first
     writes a thought (at most ``max_thought`` tokens, free text up to ``next:``), then the constrained intent;
@@ -120,17 +122,21 @@ class VLMPlanner:
         ]
         batch = encode(self.processor, prompts, [check_image(i.image) for i in inputs]).to(self.device)
         n = batch["input_ids"].shape[1]
-        sampling = {"do_sample": True, "temperature": self.temperature} if self.temperature > 0 else {}
         banned = [refused_since_last_run(i.history) for i in inputs] if self.avoid_refused else None
         if self.fast_greedy and len(inputs) == 1 and self.temperature == 0 and not self.think:
             self.last_thoughts = [""]
             return [self.trie.decode(greedy_intent(self.model, batch, self.trie, banned[0] if banned else frozenset()))]
         thought_len = self.max_thought + len(self.marker) if self.think else 0
-        constraint = IntentConstraint(self.trie, n, banned, self.marker, self.max_thought, self.special)
+        processors = [IntentConstraint(self.trie, n, banned, self.marker, self.max_thought, self.special)]
+        sampling = {}
+        if self.temperature > 0 and all(i.sample_seed is not None for i in inputs):  # one random stream per input
+            processors.append(SeededSampling([i.sample_seed for i in inputs], self.temperature))
+        elif self.temperature > 0:
+            sampling = {"do_sample": True, "temperature": self.temperature}
         out = self.model.generate(
             **batch,
             max_new_tokens=thought_len + self.trie.max_len + 1,
-            logits_processor=LogitsProcessorList([constraint]),
+            logits_processor=LogitsProcessorList(processors),
             stopping_criteria=StoppingCriteriaList([IntentComplete(self.trie, n, self.marker)]),
             **sampling,
         )
