@@ -74,7 +74,7 @@ class VLMPlanner:
             raise ValueError(f"`max_thought` must be >= 1 token. Got {max_thought}.")
         if think is None:  # as the checkpoint was trained (train_planner records it in the model's config)
             think = bool(getattr(model.config, THINKS, False))
-        self.think, self.max_thought, self.last_thoughts = think, max_thought, []
+        self.think, self.max_thought, self.last_thoughts, self.last_thought_tokens = think, max_thought, [], []
         # Greedy batch-1 intents skip `generate` for `greedy_intent` (the same choice, fewer forward passes).
         self.fast_greedy = True
         tok = processor.tokenizer
@@ -124,23 +124,21 @@ class VLMPlanner:
         n = batch["input_ids"].shape[1]
         banned = [refused_since_last_run(i.history) for i in inputs] if self.avoid_refused else None
         if self.fast_greedy and len(inputs) == 1 and self.temperature == 0 and not self.think:
-            self.last_thoughts = [""]
+            self.last_thoughts, self.last_thought_tokens = [""], [0]
             return [self.trie.decode(greedy_intent(self.model, batch, self.trie, banned[0] if banned else frozenset()))]
         thought_len = self.max_thought + len(self.marker) if self.think else 0
         processors = [IntentConstraint(self.trie, n, banned, self.marker, self.max_thought, self.special)]
-        sampling = {}
-        if self.temperature > 0 and all(i.sample_seed is not None for i in inputs):  # one random stream per input
-            processors.append(SeededSampling([i.sample_seed for i in inputs], self.temperature))
-        elif self.temperature > 0:
-            sampling = {"do_sample": True, "temperature": self.temperature}
+        if self.temperature > 0:  # one random stream per input; one without a key draws its own from torch's
+            seeds = [int(torch.randint(2**31, ())) if i.sample_seed is None else i.sample_seed for i in inputs]
+            processors.append(SeededSampling(seeds, self.temperature))
         out = self.model.generate(
             **batch,
             max_new_tokens=thought_len + self.trie.max_len + 1,
             logits_processor=LogitsProcessorList(processors),
             stopping_criteria=StoppingCriteriaList([IntentComplete(self.trie, n, self.marker)]),
-            **sampling,
         )
         rows = [split_thought(row, self.marker) for row in out[:, n:].tolist()]
+        self.last_thought_tokens = [len(thought) for thought, _ in rows]  # generated, before decoding to text
         tok = self.processor.tokenizer
         # a word-level tokenizer decodes "blue : red ." (spaces between all tokens): punctuation sits back on its word
         texts = [tok.decode(thought, skip_special_tokens=True) for thought, _ in rows]
