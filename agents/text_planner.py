@@ -8,7 +8,8 @@ reads colour words, block / zone nouns and direction words clause by clause and 
     a block alone                  -> pick(b)
 
 Requests it cannot ground without looking are answered with the best guess language allows: "every block
-except X" puts the others in the zones in order; "every empty zone" fills the zones in order; "stack(s)" /
+except X" puts the others in the zones in order; "every empty zone" fills the zones in order (but the one an
+"except" names; "clear every zone except Z" moves the first block of the scene into Z); "stack(s)" /
 "tower(s)" stack blocks in colour order; a block named only by position ("the leftmost block") or a zone to
 clear is assumed to hold the first block of the scene. It walks its list with the outcome history: a
 successful intent advances it, a failed ``place`` is preceded by a re-pick, ``done()`` ends it. A user
@@ -55,13 +56,17 @@ def _direction(clause: str) -> str | None:
     return None
 
 
-def _put_all(blocks: list[str]) -> list[Intent]:
-    return [i for b, z in zip(blocks, ZONES, strict=False) for i in (Intent("pick", (b,)), Intent("place", (b, z)))]
+def _put_all(blocks: list[str], zones=ZONES) -> list[Intent]:
+    return [i for b, z in zip(blocks, zones, strict=False) for i in (Intent("pick", (b,)), Intent("place", (b, z)))]
 
 
 def _clause_intents(clause: str) -> list[Intent]:
     names = _mentions(clause)
     blocks = [n for n in names if n in BLOCKS]
+    if _EXCEPT.search(clause) and re.search(r"\b(every|each|all|no zone|zones)\b", clause) and names and not blocks:
+        if re.search(r"\b(clear|out of|nothing)\b|\bempty (all|every|each|the)\b", clause):
+            return [Intent("pick", (BLOCKS[0],)), Intent("place", (BLOCKS[0], names[0]))]  # guess: into the kept one
+        return _put_all(list(BLOCKS), [z for z in ZONES if z not in names])  # fill every zone but the named one
     if _EXCEPT.search(clause) and re.search(r"\b(every|each|all)\b", clause):
         return _put_all([b for b in BLOCKS if b not in blocks])
     if re.search(r"\b(every|each)\b.*\bzones?\b|\bno zone\b", clause) and not blocks:

@@ -24,7 +24,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 SPLITS = {"heldout": ("heldout", "train"), "train": ("train", "train"), "unseen-phrasings": ("train", "heldout")}
 TASKS = [("chain", 1), ("chain", 3), ("clear", 1), ("fill", 1), ("refer", 1), ("except", 1), ("count", 1),
-         ("swap", 1), ("correct", 1), ("perturb", 1), ("clear_except", 1)]  # fmt: skip
+         ("swap", 1), ("correct", 1), ("perturb", 1), ("fill_except", 1), ("clear_except", 1)]  # fmt: skip
 
 
 def cell(args: tuple) -> tuple[tuple, dict]:

@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 
 LEVELS = {"L1": ("train", "train"), "L2": ("heldout", "train"), "L3": ("train", "heldout"), "L4": ("train", "train")}
-TRAINED = ("clear", "fill", "refer", "except", "count", "swap", "correct", "perturb")
+TRAINED = ("clear", "fill", "refer", "except", "count", "swap", "correct", "perturb", "fill_except")
 UNTRAINED = ("clear_except",)
 
 

@@ -6,6 +6,8 @@ whose plan depends on what the camera shows; success is the goal predicate on th
 
     clear   "Clear the blue zone."                          a block, or a stack of two, starts in the zone
     fill    "Put a block in every empty zone."              1 or 2 zones start filled
+    fill_except "Put a block in every empty zone except the blue one."   exclusion of a zone: the named zone
+            starts empty and must stay so; 0 or 1 of the others starts filled
     refer   "Push the block nearest to you to the left."    spatial reference, no colour word for the block
     except  "Put every block except the green one in a zone."   the excluded block may start in a zone
     count   "Build two stacks of two blocks."               a stack may already stand
@@ -18,7 +20,8 @@ whose plan depends on what the camera shows; success is the goal predicate on th
             (``displace``), or a block is knocked out of the gripper while carried (``drop``); the planner
             must notice it and redo the step
 
-    clear_except "Clear every zone except the orange zone."   never trained: ``clear`` and ``except`` combined
+    clear_except "Clear every zone except the orange zone."   never trained: ``clear`` and the exclusion of a zone
+            (``fill_except``) combined
 
 ``correct`` and ``perturb`` carry an **event** (`Task.event`) that the env fires at its trigger:
 ``("correct", block, utterance, corrected goal)`` when ``block`` is first held, ``("displace", block, trigger)``
@@ -35,12 +38,14 @@ from intentloop.envs import goals as G
 from intentloop.envs.intents import DIRECTIONS
 from intentloop.envs.scene import BLOCK_HALF, BLOCKS, ZONES, Layout
 
-GOAL_FAMILIES = ("clear", "fill", "refer", "except", "count", "swap", "correct", "perturb", "clear_except")
+GOAL_FAMILIES = (
+    "clear", "fill", "refer", "except", "count", "swap", "correct", "perturb", "fill_except", "clear_except",
+)  # fmt: skip
 # Never in the planner's training data: the fourth generalization level, trained concepts combined anew.
 UNTRAINED_FAMILIES = ("clear_except",)
 # Trained families whose first intent depends on what the scene shows (correct / perturb start as the instruction
 # says): the planner's first-step scene examples (agents/vlm/data.py `scene_examples`).
-SCENE_FAMILIES = ("clear", "fill", "refer", "except", "count", "swap")
+SCENE_FAMILIES = ("clear", "fill", "refer", "except", "count", "swap", "fill_except")
 
 # The last phrasing of each list is kept for the unseen-phrasings test, as for the templated families.
 GOAL_TEMPLATES: dict[str, tuple[str, ...]] = {
@@ -61,6 +66,12 @@ GOAL_TEMPLATES: dict[str, tuple[str, ...]] = {
         "fill each empty zone with a block",
         "make sure every zone holds a block",
         "see to it that no zone stays empty",
+    ),
+    "fill_except": (
+        "put a block in every empty zone except the {z}",
+        "fill each empty zone but the {z} with a block",
+        "place a block into every free zone other than the {z}",
+        "see to it that no zone apart from the {z} stays empty",
     ),
     "except": (
         "put every block except the {b} in a zone",
@@ -161,6 +172,14 @@ def _fill(rng, name, phrase):
         tuple(("filled", z) for z in ZONES),
         phrase(GOAL_TEMPLATES["fill"]),
     )
+
+
+def _fill_except(rng, name, phrase):
+    kept, order = _choice(rng, ZONES), list(rng.permutation(BLOCKS))
+    others = list(rng.permutation([z for z in ZONES if z != kept]))
+    in_zone = {order[0]: others[0]} if rng.random() < 0.5 else {}  # kept empty: a blind fill would use it
+    goal = (*(("filled", z) for z in others), ("empty", kept))
+    return in_zone, {}, goal, phrase(GOAL_TEMPLATES["fill_except"]).format(z=name(kept))
 
 
 def _except(rng, name, phrase):
@@ -302,7 +321,8 @@ def sample_goal(rng: np.random.Generator, layout: Layout, family: str, name, phr
     elif family == "refer":
         drawn = _refer(rng, name, phrase, direction, layout)
     else:
-        samplers = {"clear": _clear, "fill": _fill, "except": _except, "count": _count, "swap": _swap}
+        samplers = {"clear": _clear, "fill": _fill, "except": _except, "count": _count, "swap": _swap,
+                    "fill_except": _fill_except}  # fmt: skip
         drawn = {**samplers, "clear_except": _clear_except}[family](rng, name, phrase)
     if drawn is None:
         return None

@@ -100,6 +100,29 @@ def test_the_goal_is_judged_on_the_state_not_on_the_intents(test_seed):
     assert r.success and r.final_success, r.outcomes
 
 
+def test_fill_except_keeps_the_named_zone_empty(test_seed):
+    """Filling every empty zone, the named one too (what `fill` asks), fails `fill_except`; the oracle's plan,
+    which leaves it empty, succeeds. The instruction names the kept zone and no block."""
+    suite = TaskSuite()
+    for seed in range(20 * test_seed, 20 * test_seed + 20):
+        layout, task = suite.sample_episode(np.random.default_rng(seed), "fill_except")
+        start = G.state_from_layout(layout)
+        kept = next(c[1] for c in task.goal if c[0] == "empty")
+        assert kept.split("_")[0] in task.instruction.lower() and G.occupant(start, kept) is None
+        assert not any(re.search(rf"\b{c}\b", task.instruction.lower()) for c in COLOURS)
+        if len(task.intents) == 2:
+            break
+    block = task.intents[0].obj
+    spare = next(b for b in G._singles(start, block) if not any(G.over(start, b, z) for z in ZONES))
+    overfill = [f"pick({spare})", f"place({spare}, {kept})", *map(str, task.intents)]  # the episode ends at the goal
+    env = gym.make("intentloop/Tabletop-v0", task="fill_except", image=False)
+    r = HierarchicalAgent(Script(overfill), ScriptedSkill()).run_episode(env, seed=seed)
+    assert len(r.outcomes) == 4 and all(o.success for o in r.outcomes) and not r.final_success, r.outcomes
+    r = HierarchicalAgent(Script([str(i) for i in task.intents]), ScriptedSkill()).run_episode(env, seed=seed)
+    assert r.success and r.final_success, r.outcomes
+    env.close()
+
+
 def test_chain_final_success_counts_a_subgoal_undone_afterwards(test_seed):
     env = gym.make("intentloop/Tabletop-v0", task="put", image=False)
     for seed in range(10 * test_seed, 10 * test_seed + 10):  # the first scene where the placed block can be pushed
