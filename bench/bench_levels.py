@@ -54,6 +54,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--levels", nargs="*", default=list(LEVELS))
     p.add_argument("--planners", nargs="*", default=["vlm", "vlm-blank", "text"])
+    p.add_argument("--families", nargs="*", default=None, help="only these goal-level families (default: all)")
     p.add_argument("--chains", action="store_true", help="also the templated chains of 1 and 5 intents")
     p.add_argument("--out", default="levels.json")
     p.add_argument("--repeat-refused", action="store_true", help="planner.avoid_refused=false for the VLM planner")
@@ -62,6 +63,7 @@ def main() -> None:
         (task, 1, level, planner, a.model, a.episodes, a.seed, not a.repeat_refused)
         for level in a.levels
         for task in (UNTRAINED if level == "L4" else TRAINED)
+        if a.families is None or task in a.families
         for planner in a.planners
     ]
     if a.chains:

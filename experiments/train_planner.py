@@ -8,7 +8,8 @@ More of a family:    ... data.extra_episodes.clear=1500 data.extra_scenes.refer=
 Fine-tune a model:   ... planner.model_path=<save_pretrained folder>
 Results to expect:   default data: 2200 chain episodes, 350 of each trained goal-level family, 3000 scene examples
                      per scene-dependent family and captions of the recorded images (79,435 examples, 37,238 of
-                     them captions, ~8 minutes of collection). 5000 steps of batch 32 (~33 CPU minutes on one
+                     them captions, ~8 minutes of collection, before `fill_except` added 350 episodes and 3000
+                     scenes). 5000 steps of batch 32 (~33 CPU minutes on one
                      thread) gave val/exact_match 0.65 and the first planner that uses the image (L1 goal families
                      0.42, with the camera zeroed 0.14); fine-tuning on, 0.80 after 5000 more steps at
                      lr 5e-4 and 0.82 after 3000 more at 3e-4 (planner v4 in docs/BENCHMARKS.md). Fine-tuning
