@@ -160,6 +160,10 @@ def test_text_baseline_reads_templated_chains_and_never_needs_the_image(test_see
     assert TextPlanner().plan(inp) == "pick(red_block)"
     inp.history = [IntentOutcome("pick(red_block)", True, 9, "achieved")]
     assert TextPlanner().plan(inp) == "place(red_block, orange_zone)"
+    # an excluded zone is never filled; a zone to keep while clearing the others is where it guesses to put a block
+    filled = parse_instruction("Put a block in every empty zone except the cyan area.")
+    assert [i.args[1] for i in filled if i.skill == "place"] == ["blue_zone", "orange_zone"]
+    assert [str(i) for i in parse_instruction("Empty all zones but the orange square.")][-1].endswith("orange_zone)")
 
 
 def test_the_user_can_speak_mid_episode_and_bad_feedback_is_refused():
