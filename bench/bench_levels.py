@@ -19,9 +19,11 @@ import json
 import time
 from concurrent.futures import ProcessPoolExecutor
 
+from intentloop.envs.goal_tasks import GOAL_FAMILIES, UNTRAINED_FAMILIES  # light: no simulator
+
 LEVELS = {"L1": ("train", "train"), "L2": ("heldout", "train"), "L3": ("train", "heldout"), "L4": ("train", "train")}
-TRAINED = ("clear", "fill", "refer", "except", "count", "swap", "correct", "perturb", "fill_except")
-UNTRAINED = ("clear_except",)
+TRAINED = tuple(f for f in GOAL_FAMILIES if f not in UNTRAINED_FAMILIES)
+UNTRAINED = UNTRAINED_FAMILIES
 
 
 def cell(args: tuple) -> tuple[tuple, dict]:

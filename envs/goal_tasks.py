@@ -322,8 +322,8 @@ def sample_goal(rng: np.random.Generator, layout: Layout, family: str, name, phr
         drawn = _refer(rng, name, phrase, direction, layout)
     else:
         samplers = {"clear": _clear, "fill": _fill, "except": _except, "count": _count, "swap": _swap,
-                    "fill_except": _fill_except}  # fmt: skip
-        drawn = {**samplers, "clear_except": _clear_except}[family](rng, name, phrase)
+                    "fill_except": _fill_except, "clear_except": _clear_except}  # fmt: skip
+        drawn = samplers[family](rng, name, phrase)
     if drawn is None:
         return None
     in_zone, on, goal, text = drawn
