@@ -36,10 +36,9 @@ from intentloop.agents.detectors import PredicateDetector
 from intentloop.agents.learned_detector import INTENT, TASK, intent_text, task_text
 from intentloop.agents.planner import OraclePlanner, PlannerInput
 from intentloop.agents.vlm.configuration import check_camera, check_episodes
-from intentloop.agents.vlm.constrained import valid_intents
 from intentloop.envs import predicates as P
 from intentloop.envs.goal_tasks import GOAL_FAMILIES, UNTRAINED_FAMILIES
-from intentloop.envs.intents import DONE, parse_intent
+from intentloop.envs.intents import DONE, parse_intent, valid_intents
 from intentloop.envs.scene import BLOCKS, ZONES
 from intentloop.policies import SKILL_LIBRARIES, make_skills
 from tqdm import tqdm

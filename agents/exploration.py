@@ -21,7 +21,7 @@ from intentloop.envs.scene import BLOCKS, ZONES
 
 
 def alternatives(blocks=BLOCKS, zones=ZONES) -> list[str]:
-    from intentloop.agents.vlm.constrained import valid_intents  # the same intent set the VLM decodes over
+    from intentloop.envs.intents import valid_intents  # the same intent set the VLM decodes over
 
     return [t for t in valid_intents(tuple(blocks), tuple(zones)) if t != str(DONE)]
 

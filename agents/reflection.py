@@ -1,7 +1,7 @@
 """Reflection: judge recorded episodes, attribute every failure, relabel them in hindsight, and turn them into
 training data for the planner (and a list of failed segments for the skills).
 
-    judgements = [judge(row) for row in rows]      # rows: episode-store rows (experiments/episode_store.py)
+    judgements = [judge(row) for row in rows]      # rows: episode-store rows (agents/episode_store.py)
     metrics = summarize_judgements(judgements)     # failures by cause, the detector against the ground truth
     data = build_dataset(rows, TaskSuite(), np.random.default_rng(0))
     data.planner   # list[agents.vlm.data.Example]: what the planner should have said, with the camera image
@@ -41,11 +41,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from intentloop.agents.detectors import error_rates
+from intentloop.agents.episode_store import decode_png
 from intentloop.agents.planner import IntentOutcome
 from intentloop.agents.vlm.data import Example
 from intentloop.envs.intents import DONE, Intent, InvalidIntent, parse_intent
 from intentloop.envs.tasks import Task, TaskSuite, composition, units_of
-from intentloop.experiments.episode_store import decode_png
 
 PLANNER, SKILL, DETECTOR = "planner", "skill", "detector"
 CAUSES = (PLANNER, SKILL, DETECTOR)

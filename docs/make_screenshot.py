@@ -13,7 +13,7 @@ from pathlib import Path
 import gymnasium as gym
 import intentloop.envs  # noqa: F401
 from intentloop.agents import HierarchicalAgent, OraclePlanner
-from intentloop.experiments.episode_store import episode_row, load_episode, write_shard
+from intentloop.agents.episode_store import episode_row, load_episode, write_shard
 from intentloop.experiments.replay import write_replay
 from intentloop.experiments.tensorboard_view import chromium, tensorboard_server, wait_for_images
 from intentloop.policies import ScriptedSkill

@@ -11,9 +11,12 @@ raises `InvalidIntent`, whose message names the bad token.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from intentloop.envs.scene import BLOCKS, ZONES
 
 # Argument kinds. "block" is a movable object, "target" a zone or another block, "direction" a push direction.
 BLOCK, TARGET, DIRECTION = "block", "target", "direction"
@@ -117,3 +120,19 @@ def check_in_scene(intent: Intent, blocks: Iterable[str], zones: Iterable[str]) 
             raise InvalidIntent(f"{said}: unknown direction {arg!r}; known: {', '.join(DIRECTIONS)}")
     if intent.skill == "place" and intent.args[0] == intent.args[1]:
         raise InvalidIntent(f"{said}: a block cannot be placed on itself")
+
+
+def valid_intents(blocks: Iterable[str] = BLOCKS, zones: Iterable[str] = ZONES) -> list[str]:
+    """The canonical text of every intent that `parse_intent` accepts in a scene of ``blocks`` and ``zones``: the
+    set constrained decoding, exploration and the detector's counterfactuals draw from."""
+    blocks, zones = tuple(blocks), tuple(zones)
+    choices = {BLOCK: blocks, TARGET: blocks + zones, DIRECTION: tuple(DIRECTIONS)}
+    texts = []
+    for skill, kinds in SKILL_SIGNATURES.items():
+        for args in itertools.product(*(choices[k] for k in kinds)):
+            try:
+                check_in_scene(Intent(skill, args), blocks, zones)
+            except InvalidIntent:  # e.g. a block placed on itself
+                continue
+            texts.append(str(Intent(skill, args)))
+    return texts

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import ray
+from intentloop.agents.episode_store import episode_row, read_store, write_shard
 from intentloop.experiments.common import start_ray, writable_folder
-from intentloop.experiments.episode_store import episode_row, read_store, write_shard
 from intentloop.experiments.serve import ACTOR_ENV, planner_app  # first: it sets Serve's env before ray.serve loads
 from ray import serve
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, WorkerCrashedError
@@ -66,9 +66,12 @@ def _config(d: dict):
 
 
 def _one_thread() -> None:
-    import torch
+    """One torch thread per collector (they share the cores), if what it built uses torch: an oracle or text
+    planner with scripted skills and the predicates never loads it."""
+    import sys
 
-    torch.set_num_threads(1)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
 
 
 class ServedPlanner:
@@ -109,10 +112,10 @@ def deploy_planner(planner: dict, replicas: int = 1, image_size=96):
 class Collector:
     def __init__(self, backend: str, planner: dict, skills: dict, env: dict, agent: dict, epsilon: float,
                  store: str | None, served=None):  # fmt: skip
-        _one_thread()
         self.backend, self.env_cfg, self.store, self.envs = backend, env, store, {}
         self.restarted = ray.get_runtime_context().was_current_actor_reconstructed  # reported with the next episode
         self.planner, self.agent = build_agent(backend, planner, skills, env, agent, epsilon, store is not None, served)
+        _one_thread()  # before the first episode: its skills and planner run in torch, if any do
         self.served = self.planner.planner if served is not None else None  # the ServedPlanner: its batch sizes
 
     def _env(self, job: EpisodeJob):

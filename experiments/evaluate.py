@@ -21,9 +21,9 @@ from pathlib import Path
 import hydra
 import intentloop.configs.planner_schema  # noqa: F401  (registers the config schemas, planner=vlm included)
 from hydra.core.hydra_config import HydraConfig
+from intentloop.agents.episode_store import episode_row, write_shard
 from intentloop.envs.goal_tasks import UNTRAINED_FAMILIES
 from intentloop.experiments.common import make_agent, make_env, user_errors
-from intentloop.experiments.episode_store import episode_row, write_shard
 from intentloop.experiments.evaluation import evaluate
 from omegaconf import DictConfig, OmegaConf
 

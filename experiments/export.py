@@ -39,8 +39,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from intentloop.agents.episode_store import count_episodes, decode_png, read_store, shard_paths
 from intentloop.experiments.common import user_errors, writable_folder
-from intentloop.experiments.episode_store import count_episodes, decode_png, read_store, shard_paths
 from omegaconf import DictConfig
 from tqdm import tqdm
 

@@ -21,8 +21,8 @@ import hydra
 import intentloop.configs.schema  # noqa: F401  (registers the config schemas)
 import numpy as np
 from hydra.core.hydra_config import HydraConfig
+from intentloop.agents.episode_store import decode_png, load_episode
 from intentloop.experiments.common import user_errors, writable_folder
-from intentloop.experiments.episode_store import decode_png, load_episode
 from omegaconf import DictConfig
 from PIL import Image
 from tensorboard.compat.proto.summary_pb2 import Summary

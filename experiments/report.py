@@ -17,7 +17,7 @@ import base64
 import html
 from pathlib import Path
 
-from intentloop.experiments.episode_store import read_store
+from intentloop.agents.episode_store import read_store
 from intentloop.experiments.evaluation import wilson
 from intentloop.experiments.replay import annotated_frames, gif_bytes
 

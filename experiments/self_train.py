@@ -54,6 +54,7 @@ import numpy as np
 import ray
 import torch
 from hydra.core.hydra_config import HydraConfig
+from intentloop.agents.episode_store import read_store
 from intentloop.agents.reflection import build_dataset, judge, summarize_judgements
 from intentloop.agents.vlm.configuration import TrainSettings
 from intentloop.agents.vlm.data import (
@@ -70,7 +71,6 @@ from intentloop.envs.goal_tasks import GOAL_FAMILIES
 from intentloop.envs.tasks import SPLITS, TaskSuite
 from intentloop.experiments.collect import collect, preflight
 from intentloop.experiments.common import start_ray, user_errors
-from intentloop.experiments.episode_store import read_store
 from intentloop.experiments.replay import write_replay
 from intentloop.experiments.report import verdict, write_report
 from intentloop.experiments.rounds import (

@@ -374,8 +374,8 @@ def build_artefacts(root: Path) -> dict[str, str]:
     """Every damaged artefact the cases name, under ``root``; returns name -> path."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+    from intentloop.agents.episode_store import read_store, write_shard
     from intentloop.agents.vlm.modeling import SHIPPED
-    from intentloop.experiments.episode_store import read_store, write_shard
     from intentloop.policies import pretrained_skills
 
     root.mkdir(parents=True, exist_ok=True)

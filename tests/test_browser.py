@@ -6,7 +6,7 @@ import gymnasium as gym
 import intentloop.envs  # noqa: F401
 import pytest
 from intentloop.agents import HierarchicalAgent, OraclePlanner
-from intentloop.experiments.episode_store import episode_row, load_episode, write_shard
+from intentloop.agents.episode_store import episode_row, load_episode, write_shard
 from intentloop.experiments.replay import TEXT_BAR, write_replay
 from intentloop.experiments.tensorboard_view import browser_missing, chromium, tensorboard_server, wait_for_images
 from intentloop.policies import ScriptedSkill

@@ -14,12 +14,12 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 from intentloop.agents import PlannerInput
+from intentloop.agents.episode_store import load_episode
 from intentloop.agents.vlm.modeling import build_default_model, load_model
 from intentloop.agents.vlm.vlm_planner import VLMPlanner
 from intentloop.envs.intents import parse_intent
 from intentloop.envs.scene import BLOCKS, ZONES
 from intentloop.experiments.cli import COMMANDS, PLANNED, main
-from intentloop.experiments.episode_store import load_episode
 from omegaconf import OmegaConf
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

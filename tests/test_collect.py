@@ -12,9 +12,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import ray
+from intentloop.agents.episode_store import read_store
 from intentloop.experiments.collect import EpisodeJob, ServedPlanner, collect, deploy_planner
 from intentloop.experiments.common import start_ray
-from intentloop.experiments.episode_store import read_store
 from intentloop.experiments.serve import planner_app
 from ray import serve
 from ray.cluster_utils import Cluster

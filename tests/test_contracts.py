@@ -16,6 +16,7 @@ from intentloop.agents import HierarchicalAgent, OraclePlanner, PlannerInput
 from intentloop.agents.contracts import RULES as CONTRACT_RULES
 from intentloop.agents.contracts import check_contract
 from intentloop.agents.detectors import Detector, PredicateDetector
+from intentloop.agents.episode_store import episode_row, read_store, write_shard
 from intentloop.agents.safety import RULES as SAFETY_RULES
 from intentloop.agents.safety import SafetyRules, quote_override
 from intentloop.agents.vlm.processing import prompt_text
@@ -26,7 +27,6 @@ from intentloop.envs.intents import DIRECTIONS, Intent
 from intentloop.envs.scene import BLOCKS, WORKSPACE_HIGH, WORKSPACE_LOW, ZONE_HALF, ZONES, sample_layout
 from intentloop.envs.sim.base import BACKENDS
 from intentloop.experiments.common import make_agent
-from intentloop.experiments.episode_store import episode_row, read_store, write_shard
 from intentloop.experiments.redteam import build_situation, load_cases, make_env, oracle_sweep, run_cases
 from intentloop.policies import ScriptedSkill
 

@@ -11,9 +11,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
-from intentloop.agents import HierarchicalAgent, OraclePlanner
-from intentloop.experiments import episode_store
-from intentloop.experiments.episode_store import (
+from intentloop.agents import HierarchicalAgent, OraclePlanner, episode_store
+from intentloop.agents.episode_store import (
     decode_png,
     episode_row,
     load_episode,
@@ -124,7 +123,7 @@ def test_two_writers_of_the_same_shard_leave_one_whole_shard(recorded, tmp_path,
 
 CRASH_BEFORE_RENAME = """
 import os, sys
-from intentloop.experiments import episode_store
+from intentloop.agents import episode_store
 
 real = episode_store._fs
 class Crash:

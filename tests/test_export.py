@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from intentloop.agents import HierarchicalAgent, OraclePlanner
-from intentloop.experiments.episode_store import decode_png, episode_row, read_store, write_shard
+from intentloop.agents.episode_store import decode_png, episode_row, read_store, write_shard
 from intentloop.experiments.export import export
 from intentloop.policies import ScriptedSkill
 

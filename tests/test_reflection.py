@@ -8,6 +8,7 @@ import intentloop.envs  # noqa: F401
 import numpy as np
 import pytest
 from intentloop.agents import HierarchicalAgent, OraclePlanner
+from intentloop.agents.episode_store import decode_png, episode_row
 from intentloop.agents.planner import PlannerInput
 from intentloop.agents.reflection import (
     CORRECTION,
@@ -23,7 +24,6 @@ from intentloop.agents.reflection import (
 )
 from intentloop.envs.intents import parse_intent
 from intentloop.envs.tasks import TaskSuite
-from intentloop.experiments.episode_store import decode_png, episode_row
 from intentloop.policies import ScriptedSkill
 
 

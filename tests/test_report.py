@@ -8,7 +8,7 @@ import gymnasium as gym
 import intentloop.envs  # noqa: F401
 import pytest
 from intentloop.agents import HierarchicalAgent, OraclePlanner
-from intentloop.experiments.episode_store import episode_row, write_shard
+from intentloop.agents.episode_store import episode_row, write_shard
 from intentloop.experiments.report import verdict, write_report
 from intentloop.policies import ScriptedSkill
 from PIL import Image

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_module
+from intentloop.agents.episode_store import read_store
 from intentloop.agents.vlm.data import load_examples
-from intentloop.experiments.episode_store import read_store
 from intentloop.experiments.rounds import best_families, eval_jobs, practice_jobs, promotion, seeds_summary, seeds_table
 from intentloop.experiments.rounds import scores as round_scores
 from intentloop.experiments.self_train import check
@@ -113,25 +113,56 @@ def test_a_round_judged_by_an_eager_learned_detector_is_not_promoted(tmp_path):
     assert bad.returncode == 2 and "has no config.json" in err
 
 
+KILL_ARGS = ("rounds=2", "collect.episodes=6", "update.steps=40")  # an update long enough to be killed in
+
+
+def _store(run_dir, r: int):
+    return run_dir / "rounds" / f"r{r:03d}" / "episodes"
+
+
+def _in_phase(run_dir, point: str) -> bool:
+    """Whether round 1 of the run in ``run_dir`` is now in ``point``: collecting (2 shards stored), updating (its
+    TensorBoard file written, no candidate yet) or evaluating (the candidate saved, the control arm not begun)."""
+    r1 = run_dir / "rounds" / "r001"
+    if point == "collect":
+        return len(list(_store(run_dir, 1).glob("*.parquet"))) >= 2
+    if point == "update":
+        return any((run_dir / "tb" / "update" / "r001").glob("events.*")) and not (r1 / "planner").exists()
+    return (r1 / "planner" / "config.json").exists() and not (run_dir / "tb" / "control" / "r001").exists()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The run the killed ones must equal: the same settings, never killed."""
+    run_dir = tmp_path_factory.mktemp("whole") / "run"
+    whole = self_train(run_dir, *KILL_ARGS)
+    _, err = whole.communicate(timeout=600)
+    assert whole.returncode == 0, err[-3000:]
+    return run_dir
+
+
 @pytest.mark.slow
-def test_a_killed_run_resumes_with_the_episode_count_of_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("point", ["collect", "update", "evaluate"])
+def test_a_run_killed_in_any_phase_resumes_to_the_episodes_and_figures_of_an_uninterrupted_run(
+    tmp_path, point, uninterrupted
+):
     run_dir, rounds, episodes = tmp_path / "run", 2, 6
-    args = (f"rounds={rounds}", f"collect.episodes={episodes}")
-    proc = self_train(run_dir, *args, start_new_session=True)
-    store = run_dir / "rounds" / "r001" / "episodes"
+    proc = self_train(run_dir, *KILL_ARGS, start_new_session=True)
     deadline = time.monotonic() + 400
-    while time.monotonic() < deadline and len(list(store.glob("*.parquet"))) < 2:
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)  # mid-round: the driver, its local Ray and the collectors
+    while time.monotonic() < deadline and not _in_phase(run_dir, point):
+        assert proc.poll() is None, f"the run ended before its {point} phase: " + proc.communicate()[1][-3000:]
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver, its local Ray and the collectors
     proc.wait()
-    written = len(list(store.glob("*.parquet")))
-    assert 2 <= written < episodes and not (store.parent / "metrics.json").exists(), "killed before round 1 ended"
-    resumed = self_train(run_dir, *args)
+    r1 = run_dir / "rounds" / "r001"
+    assert _in_phase(run_dir, point) and not (r1 / "metrics.json").exists(), f"killed after round 1's {point}"
+    written = len(list(_store(run_dir, 1).glob("*.parquet")))
+    assert written < episodes if point == "collect" else written == episodes
+    resumed = self_train(run_dir, *KILL_ARGS)
     _, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err[-3000:]
     for r in range(1, rounds + 1):
-        ids = read_store(str(run_dir / "rounds" / f"r{r:03d}" / "episodes"), columns=["episode_id"])["episode_id"]
+        ids = read_store(str(_store(run_dir, r)), columns=["episode_id"])["episode_id"]
         assert sorted(ids.to_pylist()) == [
             j.episode_id for j in practice_jobs(r, episodes, ["train", "practice"], [1, 2])
         ]
@@ -141,21 +172,20 @@ def test_a_killed_run_resumes_with_the_episode_count_of_an_uninterrupted_run(tmp
     # moment may have stored a few more)
     resumed_round = history[1]["collect"]
     assert resumed_round["skipped"] >= written and resumed_round["skipped"] + resumed_round["new_this_call"] == episodes
-    # and what was collected, learned and measured is what an uninterrupted run gets: the sampled practice intents
-    # are seeded per episode (EpsilonPlanner's sample keys), whichever collector and batch served them
-    whole_dir = tmp_path / "whole"
-    whole = self_train(whole_dir, *args)
-    _, err = whole.communicate(timeout=600)
-    assert whole.returncode == 0, err[-3000:]
+    # and what was collected, learned and measured is what the uninterrupted run got: the sampled practice intents
+    # are seeded per episode (EpsilonPlanner's sample keys), whichever collector and batch served them, and a
+    # killed update or evaluation is redone from the stored episodes with the same seeds
     for r in range(1, rounds + 1):
-        a, b = (read_store(str(d / "rounds" / f"r{r:03d}" / "episodes")).to_pylist() for d in (run_dir, whole_dir))
+        a, b = (read_store(str(_store(d, r))).to_pylist() for d in (run_dir, uninterrupted))
         assert {e["episode_id"]: e["outcomes"] for e in a} == {e["episode_id"]: e["outcomes"] for e in b}
         assert any(e["outcomes"] for e in a)
-    figures = [json.loads((d / "metrics.json").read_text())["rounds"] for d in (run_dir, whole_dir)]
+    figures = [json.loads((d / "metrics.json").read_text())["rounds"] for d in (run_dir, uninterrupted)]
     for m, n in zip(*figures, strict=True):
         assert m.get("update", {}).get("train/loss") == n.get("update", {}).get("train/loss")
         assert m.get("reflect", {}).get("examples") == n.get("reflect", {}).get("examples")
         assert {k: m[k]["sets"] for k in ("eval", "report")} == {k: n[k]["sets"] for k in ("eval", "report")}
+        assert m["promoted"] == n["promoted"]
+    assert figures[0][1]["update"]["steps"] == 40  # the killed update was run again in full
 
 
 @pytest.mark.slow

@@ -23,13 +23,13 @@ from intentloop.agents.vlm import (
     VLMModelConfig,
     VLMPlanner,
 )
-from intentloop.agents.vlm.constrained import IntentTrie, valid_intents
+from intentloop.agents.vlm.constrained import IntentTrie
 from intentloop.agents.vlm.data import collect_examples, load_examples
 from intentloop.agents.vlm.modeling import build_default_model
 from intentloop.agents.vlm.record import UnrecordedInput
 from intentloop.agents.vlm.tokenizer import task_corpus
 from intentloop.agents.vlm.training import evaluate_examples, train_planner
-from intentloop.envs.intents import parse_intent
+from intentloop.envs.intents import parse_intent, valid_intents
 from intentloop.envs.scene import BLOCKS, ZONES
 from intentloop.envs.tasks import TaskSuite, composition, heldout_compositions
 from intentloop.policies import ScriptedSkill

@@ -15,7 +15,6 @@ _EXPORTS = {
     "VLMPlanner": "vlm_planner",
     "build_default_model": "modeling",
     "load_model": "modeling",
-    "valid_intents": "constrained",
     "RecordingPlanner": "record",
     "ReplayPlanner": "record",
     "collect_examples": "data",

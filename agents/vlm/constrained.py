@@ -10,38 +10,11 @@ follow (``pick( red`` can only end as ``pick(red_block)``), so no forward pass i
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-from intentloop.envs.intents import (
-    BLOCK,
-    DIRECTION,
-    DIRECTIONS,
-    SKILL_SIGNATURES,
-    TARGET,
-    Intent,
-    InvalidIntent,
-    check_in_scene,
-)
-from intentloop.envs.scene import BLOCKS, ZONES
 from transformers import LogitsProcessor, StoppingCriteria
-
-
-def valid_intents(blocks: tuple[str, ...] = BLOCKS, zones: tuple[str, ...] = ZONES) -> list[str]:
-    """The canonical text of every intent that `parse_intent` accepts in a scene of ``blocks`` and ``zones``."""
-    blocks, zones = tuple(blocks), tuple(zones)
-    choices = {BLOCK: blocks, TARGET: blocks + zones, DIRECTION: tuple(DIRECTIONS)}
-    texts = []
-    for skill, kinds in SKILL_SIGNATURES.items():
-        for args in itertools.product(*(choices[k] for k in kinds)):
-            try:
-                check_in_scene(Intent(skill, args), blocks, zones)
-            except InvalidIntent:  # e.g. a block placed on itself
-                continue
-            texts.append(str(Intent(skill, args)))
-    return texts
 
 
 @dataclass

@@ -31,11 +31,10 @@ import numpy as np
 from intentloop.agents.agent import EpisodeResult, HierarchicalAgent
 from intentloop.agents.planner import IntentOutcome, OraclePlanner, PlannerInput
 from intentloop.agents.vlm.configuration import DataSettings
-from intentloop.agents.vlm.constrained import valid_intents
 from intentloop.envs import goals as G
 from intentloop.envs import predicates as P
 from intentloop.envs.goal_tasks import SCENE_FAMILIES
-from intentloop.envs.intents import DONE
+from intentloop.envs.intents import DONE, valid_intents
 from intentloop.envs.scene import BLOCKS, ZONES
 from intentloop.envs.world import image_shape
 from intentloop.policies import ScriptedSkill

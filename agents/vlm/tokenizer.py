@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import string
 
-from intentloop.agents.vlm.constrained import valid_intents
 from intentloop.agents.vlm.processing import PROMPT_WORDS
 from intentloop.envs import tasks
-from intentloop.envs.intents import DIRECTIONS, SKILL_SIGNATURES
+from intentloop.envs.intents import DIRECTIONS, SKILL_SIGNATURES, valid_intents
 from intentloop.envs.scene import BLOCKS, ZONES
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 from transformers import PreTrainedTokenizerFast

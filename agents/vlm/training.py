@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from intentloop.agents.vlm.configuration import TrainSettings
-from intentloop.agents.vlm.constrained import IntentTrie, valid_intents
+from intentloop.agents.vlm.constrained import IntentTrie
 from intentloop.agents.vlm.data import Example
 from intentloop.agents.vlm.modeling import THINKS
 from intentloop.agents.vlm.processing import NEXT, build_prompt, scene_prompt
 from intentloop.envs import language
-from intentloop.envs.intents import Intent, parse_intent
+from intentloop.envs.intents import Intent, parse_intent, valid_intents
 from intentloop.envs.scene import BLOCKS, ZONES
 from intentloop.envs.tasks import composition, deciding_words
 from torch.utils.tensorboard import SummaryWriter

@@ -27,10 +27,10 @@ from intentloop.agents.vlm.constrained import (
     SeededSampling,
     greedy_intent,
     split_thought,
-    valid_intents,
 )
 from intentloop.agents.vlm.modeling import THINKS, build_default_model, load_model
 from intentloop.agents.vlm.processing import NEXT, build_prompt, check_image, encode
+from intentloop.envs.intents import valid_intents
 from intentloop.envs.scene import BLOCKS, ZONES
 from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
