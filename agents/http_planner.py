@@ -4,8 +4,9 @@
     agent = HierarchicalAgent(planner, ScriptedSkill())      # the robot runs its skills; the planner is remote
 
 It sends what a robot has (the camera image as PNG, the instruction, the history of its intents and outcomes, the
-user's words) and never privileged state; the server's answer is the next intent and the server's own verdict on
-it (``last_verdict``). A refused request raises ``ValueError`` with the server's one sentence.
+user's words, and the sample seed of its exploration, if any) and never privileged state; the server's answer is
+the next intent and the server's own verdict on it (``last_verdict``). A refused request raises ``ValueError``
+with the server's one sentence.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def encode_request(inp: PlannerInput) -> dict:
         "history": [asdict(o) for o in inp.history],  # intent, success, steps, reason
         "feedback": [[at, text] for at, text in inp.feedback],
     }
+    if inp.sample_seed is not None:  # a sampling planner draws from it (agents/exploration.py hands one out)
+        body["sample_seed"] = int(inp.sample_seed)
     if inp.image is not None:
         ok, png = cv2.imencode(".png", cv2.cvtColor(np.asarray(inp.image), cv2.COLOR_RGB2BGR))
         if not ok:

@@ -7,8 +7,10 @@ Then:         curl -s localhost:8000/plan -H 'Content-Type: application/json' \\
 Python:       intentloop.agents.http_planner.HTTPPlanner("http://127.0.0.1:8000/plan") is a Planner.
 
 A request is JSON: ``instruction`` (text), ``image`` (base64 PNG or JPEG, RGB, the deployment's image size),
-``history`` (optional: ``{"intent", "success", "steps", "reason"}`` per earlier intent) and ``feedback``
-(optional: ``[after how many outcomes, "the user's words"]`` pairs); nothing else. The answer is the next intent,
+``history`` (optional: ``{"intent", "success", "steps", "reason"}`` per earlier intent), ``feedback``
+(optional: ``[after how many outcomes, "the user's words"]`` pairs) and ``sample_seed`` (optional: an integer in
+[0, 2**31) that fixes a sampling planner's draw, as collectors send it, so a replayed request gets the same
+intent whatever batch it lands in); nothing else. The answer is the next intent,
 the planner's thought (empty unless it thinks), the verdict of the intent parser on it (``valid``, or
 ``invalid: <why>``; the scene's contracts are the robot's to check) and the size of the batch it was decoded
 in. A malformed request gets a 4xx and one sentence (``{"error": ...}``); the deployment keeps serving.
@@ -46,7 +48,7 @@ from ray import serve  # noqa: E402
 ACTOR_ENV = {**ONE_THREAD, **SERVE_ENV}
 MAX_BODY = 1 << 20  # bytes: a 96x96 PNG is ~20 KB; a megabyte is a mistake or an attack
 MAX_TEXT, MAX_HISTORY = 400, 64
-KEYS = {"instruction", "image", "history", "feedback"}
+KEYS = {"instruction", "image", "history", "feedback", "sample_seed"}
 
 
 class BadRequest(ValueError):
@@ -103,6 +105,12 @@ def _feedback(items) -> list[tuple[int, str]]:
     return out
 
 
+def _seed(value) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31):
+        raise BadRequest(f"sample_seed must be an integer in [0, 2**31) or null, got {json.dumps(value)[:40]}")
+    return value
+
+
 def parse_request(body: bytes, image_hw: tuple[int, int]) -> PlannerInput:
     """A planning request's JSON body as a `PlannerInput`, or `BadRequest` with one sentence."""
     if len(body) > MAX_BODY:
@@ -123,6 +131,7 @@ def parse_request(body: bytes, image_hw: tuple[int, int]) -> PlannerInput:
         _image(request["image"], image_hw),
         _history(request.get("history", [])),
         feedback=_feedback(request.get("feedback", [])),
+        sample_seed=_seed(request.get("sample_seed")),
     )
 
 

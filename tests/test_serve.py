@@ -18,7 +18,7 @@ import ray
 from intentloop.agents.http_planner import encode_request
 from intentloop.agents.planner import PlannerInput
 from intentloop.envs.intents import parse_intent
-from intentloop.experiments.serve import MAX_BODY, planner_app
+from intentloop.experiments.serve import MAX_BODY, BadRequest, parse_request, planner_app
 from ray import serve
 
 PORT = 8341
@@ -129,3 +129,15 @@ def test_serve_refuses_the_oracle_and_bad_settings_in_one_sentence_before_ray_st
                               env={**os.environ, "HYDRA_FULL_ERROR": "0"}, timeout=120)  # fmt: skip
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr
+
+
+def test_a_sample_seed_travels_with_the_request_and_a_bad_one_is_refused_in_one_sentence():
+    image = np.zeros((96, 96, 3), np.uint8)
+    body = encode_request(PlannerInput("Pick up the red block.", image, [], sample_seed=12345))
+    assert body["sample_seed"] == 12345
+    assert parse_request(json.dumps(body).encode(), (96, 96)).sample_seed == 12345
+    unseeded = encode_request(PlannerInput("Pick up the red block.", image, []))
+    assert "sample_seed" not in unseeded and parse_request(json.dumps(unseeded).encode(), (96, 96)).sample_seed is None
+    for bad in (-1, 2**31, 1.5, "7", True):
+        with pytest.raises(BadRequest, match=r"^sample_seed must be an integer in \[0, 2\*\*31\) or null, got "):
+            parse_request(json.dumps({**body, "sample_seed": bad}).encode(), (96, 96))
