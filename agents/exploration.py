@@ -16,13 +16,12 @@ from dataclasses import replace
 
 import numpy as np
 from intentloop.agents.planner import Planner, PlannerInput
-from intentloop.envs.intents import DONE
+from intentloop.envs.intents import DONE, valid_intents
 from intentloop.envs.scene import BLOCKS, ZONES
 
 
 def alternatives(blocks=BLOCKS, zones=ZONES) -> list[str]:
-    from intentloop.envs.intents import valid_intents  # the same intent set the VLM decodes over
-
+    """Every valid intent but ``done()``: the set the VLM decodes over."""
     return [t for t in valid_intents(tuple(blocks), tuple(zones)) if t != str(DONE)]
 
 

@@ -31,10 +31,15 @@ the moment the planner was asked:
 - ``progress`` (labelled splits only): in a failed episode, the intents that were what the task needed next
   at that moment (its next subgoal, or the pick before its place), with the real history before them;
 - ``correction`` (labelled splits only): the intent the task needed where the planner got it wrong.
+
+``preference_pairs`` reads what ``build_dataset`` reads and nothing else: two decisions taken in one situation
+(the same camera image, instruction, history and user's words), one of which did better by the detector's
+verdicts, for preference learning (agents/vlm/dpo.py).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -287,3 +292,97 @@ def summarize_judgements(judgements: list[Judgement]) -> dict:
             "task_false_negative_rate": task["false_negative_rate"],
         },
     }
+
+
+REFUSED_PAIR, SIBLING_PAIR = "refused", "sibling"
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    """Two intents in one situation: ``chosen.target`` did better than ``rejected`` (by the detector's verdicts)."""
+
+    chosen: Example  # the situation (image, instruction, history, feedback) and the better intent
+    rejected: str
+    kind: str  # refused | sibling
+
+
+def _record(row: dict) -> tuple[list[IntentOutcome], np.ndarray, list[tuple[int, str]]]:
+    outcomes = [IntentOutcome(o["intent"], o["success"], o["steps"], o["reason"]) for o in row["outcomes"]]
+    start = np.concatenate([[0], np.cumsum([o.steps for o in outcomes])]).astype(int)  # frame of each call
+    return outcomes, start, [(int(f["at"]), f["text"]) for f in row.get("feedback") or []]
+
+
+def _refused_pairs(row: dict, episode: int) -> list[PreferencePair]:
+    """In an episode the detector judged successful: each intent refused before it ran (nothing moved) against
+    the intent the robot then ran in that same scene and the detector judged achieved (``done()`` if the episode
+    ended there)."""
+    outcomes, start, said = _record(row)
+    frames, out = {}, []
+    for i, o in enumerate(outcomes):
+        if not o.reason.startswith(REFUSED):
+            continue
+        j = next((j for j in range(i + 1, len(outcomes)) if not outcomes[j].reason.startswith(REFUSED)), None)
+        if j is None:
+            chosen = str(DONE)
+        elif outcomes[j].success and _executed(outcomes[j].reason):
+            chosen = outcomes[j].intent
+        else:
+            continue
+        if chosen != o.intent:
+            heard = tuple(f for f in said if f[0] <= i)
+            image = _frame_at(row, frames, start[i])
+            e = Example(image, row["instruction"], tuple(outcomes[:i]), chosen, episode, heard)
+            out.append(PreferencePair(e, o.intent, REFUSED_PAIR))
+    return out
+
+
+def _sibling_pair(rows: list[dict], better: int, worse: int) -> PreferencePair | None:
+    """Where two runs of one situation part: the same instruction, the same outcomes, user's words and camera
+    image up to a call, and then another intent (``done()`` for a run that stopped there); the run the detector
+    judged successful chose the better one."""
+    (a, start, said_a), (b, _, said_b) = _record(rows[better]), _record(rows[worse])
+    i = next((k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    chosen, rejected = (seq[i].intent if i < len(seq) else str(DONE) for seq in (a, b))
+    if chosen == rejected:
+        return None
+    if [f for f in said_a if f[0] <= i] != [f for f in said_b if f[0] <= i]:
+        return None
+    frames_a, frames_b = {}, {}
+    image = _frame_at(rows[better], frames_a, start[i])
+    if not np.array_equal(image, _frame_at(rows[worse], frames_b, start[i])):
+        return None  # not the same scene after all
+    heard = tuple(f for f in said_a if f[0] <= i)
+    e = Example(image, rows[better]["instruction"], tuple(a[:i]), chosen, better, heard)
+    return PreferencePair(e, rejected, SIBLING_PAIR)
+
+
+def preference_pairs(rows: list[dict]) -> tuple[list[PreferencePair], Counter]:
+    """Pairs of decisions taken in one situation, from what a robot has (its images, instruction, intents, the
+    detector's verdicts and the user's words; never the ground truth, the task or the simulator's state):
+
+    - ``refused``: see `_refused_pairs`;
+    - ``sibling``: two runs that start from the same instruction and camera image (e.g. one seed practised twice,
+      ``collect.repeats``), one judged successful and one not: their intents where they first part.
+
+    Returns the pairs (no duplicates) and their count per kind."""
+    pairs: list[PreferencePair] = []
+    usable = [i for i, r in enumerate(rows) if r["frames"] and len(r["frames"]) == r["steps"] + 1]
+    for i in usable:
+        if rows[i]["judged_success"]:
+            pairs += _refused_pairs(rows[i], i)
+    runs = defaultdict(list)
+    for i in usable:
+        runs[(rows[i]["instruction"], bytes(rows[i]["frames"][0]))].append(i)
+    for members in runs.values():
+        for x, y in itertools.combinations(members, 2):
+            if rows[x]["judged_success"] != rows[y]["judged_success"]:
+                better, worse = (x, y) if rows[x]["judged_success"] else (y, x)
+                pairs += [p] if (p := _sibling_pair(rows, better, worse)) else []
+    unique, seen = [], set()
+    for p in pairs:
+        e = p.chosen
+        key = (e.instruction, tuple(map(str, e.history)), e.feedback, e.target, p.rejected, e.image.tobytes())
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique, Counter(p.kind for p in unique)

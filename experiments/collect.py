@@ -46,6 +46,7 @@ class EpisodeJob:
     chain_length: int = 1
     phrasings: str = "train"
     task: str = "chain"
+    draw: int = 0  # which run of this seed: 0, or another stream of the planner's sampling and exploration
 
 
 @dataclass
@@ -125,7 +126,7 @@ class Collector:
         return self.envs[key]
 
     def run(self, job: EpisodeJob) -> dict:
-        self.planner.seed(job.seed)
+        self.planner.seed(job.seed if job.draw == 0 else [job.seed, job.draw])
         if self.served is not None:
             self.served.batches = []
         result = self.agent.run_episode(self._env(job), seed=job.seed)

@@ -58,16 +58,25 @@ def check_run(rounds: int, seed: int) -> None:
 
 
 def practice_jobs(
-    round_: int, episodes: int, splits: list[str], chain_lengths: list[int], families: list[str] = (), run_seed=0
+    round_: int,
+    episodes: int,
+    splits: list[str],
+    chain_lengths: list[int],
+    families: list[str] = (),
+    run_seed=0,
+    repeats: int = 1,
 ) -> list[EpisodeJob]:
     """Round ``round_``'s practice episodes, cycling through every (split, chain length) and (split, goal-level
-    family), with fixed ids and seeds (other seeds for every ``run_seed``: independent runs)."""
+    family), with fixed ids and seeds (other seeds for every ``run_seed``: independent runs). With ``repeats``
+    > 1, ``episodes // repeats`` seeds are each run ``repeats`` times with their own draws of the planner's
+    sampling and exploration: runs of one situation whose outcomes differ are preference pairs."""
     combos = _combos(splits, chain_lengths, list(families))
     first = COLLECT_SEED + ROUND_SEEDS * (round_ + MAX_ROUNDS * run_seed)
     return [
-        EpisodeJob(f"r{round_:03d}-e{i:05d}", first + i, split, n, task=task)
-        for i in range(episodes)
+        EpisodeJob(f"r{round_:03d}-e{i:05d}" + (f"-d{d}" * (repeats > 1)), first + i, split, n, task=task, draw=d)
+        for i in range(episodes // repeats)
         for split, task, n in [combos[i % len(combos)]]
+        for d in range(repeats)
     ]
 
 

@@ -9,17 +9,20 @@ import numpy as np
 import pytest
 from intentloop.agents import HierarchicalAgent, OraclePlanner
 from intentloop.agents.episode_store import decode_png, episode_row
-from intentloop.agents.planner import PlannerInput
+from intentloop.agents.planner import IntentOutcome, PlannerInput
 from intentloop.agents.reflection import (
     CORRECTION,
     DETECTOR,
     HINDSIGHT,
     PLANNER,
     PROGRESS,
+    REFUSED_PAIR,
+    SIBLING_PAIR,
     SKILL,
     SUCCESS,
     build_dataset,
     judge,
+    preference_pairs,
     summarize_judgements,
 )
 from intentloop.envs.intents import parse_intent
@@ -215,3 +218,36 @@ def test_goal_episodes_are_judged_without_their_reference_plan_and_keep_the_user
     # the interrupted pick is no example; every step after the correction is taught with the words heard
     assert [e.target for e in data.planner] == [o["intent"] for o in row["outcomes"][1:]] + ["done()"]
     assert all(e.feedback == ((1, said),) for e in data.planner)
+
+
+def test_preference_pairs_rank_a_refused_or_a_losing_intent_below_the_better_one_from_what_a_robot_has(test_seed):
+    rows = [
+        record(OraclePlanner(), seed=test_seed),  # a put: pick, place; success
+        record(StopsAfterFirst(), seed=test_seed),  # the same scene: the same pick, then done(); a failure
+        record(FirstSays("place(red_block, blue_zone)"), seed=test_seed + 1),  # refused (nothing held), then the oracle
+    ]
+    assert [r["judged_success"] for r in rows] == [True, False, True]
+    assert rows[2]["outcomes"][0]["reason"].startswith("rejected")
+    pairs, kinds = preference_pairs(rows)
+    assert kinds == {SIBLING_PAIR: 1, REFUSED_PAIR: 1}
+    sibling = next(p for p in pairs if p.kind == SIBLING_PAIR)
+    assert (sibling.chosen.target, sibling.rejected) == (rows[0]["outcomes"][1]["intent"], "done()")
+    assert [str(o) for o in sibling.chosen.history] == [str(IntentOutcome(**rows[0]["outcomes"][0]))]
+    after_pick = rows[0]["outcomes"][0]["steps"]
+    assert np.array_equal(sibling.chosen.image, decode_png(rows[0]["frames"][after_pick]))
+    refused = next(p for p in pairs if p.kind == REFUSED_PAIR)
+    wrong = rows[2]["outcomes"][0]["intent"]
+    assert wrong == "place(red_block, blue_zone)" and (refused.chosen.target, refused.rejected) == (
+        rows[2]["outcomes"][1]["intent"],
+        wrong,
+    )
+    assert refused.chosen.history == () and np.array_equal(refused.chosen.image, decode_png(rows[2]["frames"][0]))
+    # the same pairs from the robot's record alone: no task, no ground truth, no simulator state
+    robot, _ = preference_pairs([{k: r[k] for k in ROBOT_KEYS} for r in rows])
+    content = [(p.chosen.image.tobytes(), p.chosen.instruction, p.chosen.history, p.chosen.target, p.rejected)
+               for p in pairs]  # fmt: skip
+    assert content == [(p.chosen.image.tobytes(), p.chosen.instruction, p.chosen.history, p.chosen.target,
+                        p.rejected) for p in robot]  # fmt: skip
+    # two runs that did equally well, or that start from other scenes, make no pair
+    assert preference_pairs([rows[0], record(OraclePlanner(), seed=test_seed)])[1] == {}
+    assert preference_pairs([rows[0], record(StopsAfterFirst(), seed=test_seed + 1)])[1] == {}

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 
 import gymnasium as gym
 import intentloop.envs  # noqa: F401
@@ -543,6 +544,37 @@ def test_a_few_training_steps_lower_the_loss(tmp_path, test_seed):
     assert (tmp_path / "out" / "config.json").exists() and list((tmp_path / "out" / "tb").glob("events.*"))
     assert_all_parse(VLMPlanner(model_path=tmp_path / "out").plan_batch(planner_inputs(8)))
     assert VLMPlanner(model_path=tmp_path / "out").think is False
+
+
+def test_dpo_ranks_the_chosen_intent_above_the_rejected_one_against_the_frozen_start(tmp_path, test_seed):
+    from intentloop.agents.reflection import PreferencePair
+    from intentloop.agents.vlm.dpo import intent_logps, train_dpo
+    from intentloop.agents.vlm.training import make_batch
+
+    data = DataSettings(episodes=[3, 2], families=[], image_size=32, noise=0.0, captions=0.0)
+    data.seed += 100 * test_seed
+    examples = collect_examples(data, progress=False)
+    rng = np.random.default_rng(test_seed)
+    pairs = [PreferencePair(e, str(rng.choice([t for t in valid_intents() if t != e.target])), "refused")
+             for e in examples]  # fmt: skip
+    model, processor = build_default_model(tiny_config(test_seed))
+
+    def preference(m) -> torch.Tensor:  # log pi(chosen) - log pi(rejected), per pair
+        with torch.no_grad():
+            both = [p.chosen for p in pairs] + [replace(p.chosen, target=p.rejected) for p in pairs]
+            logps = intent_logps(m.eval(), make_batch(processor, both, 12))
+        return logps[: len(pairs)] - logps[len(pairs) :]
+
+    before = preference(model)
+    settings = TrainSettings(steps=30, batch_size=8, lr=3e-3, warmup_steps=2, log_every=10, seed=test_seed)
+    metrics = train_dpo(model, processor, pairs, [], tmp_path / "out", settings, beta=0.5, progress=False)
+    gained = preference(model) - before
+    assert float((gained > 0).float().mean()) >= 0.9, gained
+    assert metrics["train/reward_accuracy"] >= 0.9 and metrics["train/dpo_loss"] < 0.4  # log 2 = 0.69 at the start
+    assert metrics["pairs"] == len(pairs) and metrics["train/loss"] == 0.0  # no supervised term
+    assert_all_parse(VLMPlanner(model_path=tmp_path / "out").plan_batch(planner_inputs(4)))
+    with pytest.raises(ValueError, match="no preference pairs"):
+        train_dpo(model, processor, [], examples, tmp_path / "none", settings, progress=False)
 
 
 def test_a_planner_trained_to_think_learns_its_thoughts_and_thinks_when_loaded(tmp_path, test_seed):

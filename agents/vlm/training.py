@@ -230,14 +230,14 @@ def evaluate_examples(
     return dict(zip((LOSS, TOKEN_ACCURACY, EXACT_MATCH), (totals / max(n, 1)).tolist(), strict=True))
 
 
-def _lr_factor(step: int, s: TrainSettings) -> float:
+def lr_factor(step: int, s: TrainSettings) -> float:
     if step < s.warmup_steps:
         return (step + 1) / s.warmup_steps
     progress = (step - s.warmup_steps) / max(1, s.steps - s.warmup_steps)
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _batches(n: int, batch_size: int, rng: np.random.Generator):
+def index_batches(n: int, batch_size: int, rng: np.random.Generator):
     """Index batches over shuffled epochs, forever."""
     while True:
         order = rng.permutation(n)
@@ -280,10 +280,10 @@ def train_planner(
     torch.manual_seed(s.seed)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, s))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, s))
     writer = SummaryWriter(str(logdir or Path(out_dir) / "tb"))
     rng, seen = np.random.default_rng(s.seed), {composition(parse_intent(e.target)) for e in train if e.task == "plan"}
-    batches = _batches(len(train), s.batch_size, rng)
+    batches = index_batches(len(train), s.batch_size, rng)
     trie = intent_trie(processor) if s.arg_smoothing > 0 else None
     val_sets = {p: [e for e in val if e.task == t] for p, t in (("val", "plan"), ("val_scene", "scene"))}
     val_sets = {p: chosen for p, chosen in val_sets.items() if chosen}  # intents and captions scored apart
