@@ -37,6 +37,9 @@ class SelfCollectConfig:
     families: list[str] = field(default_factory=list)  # goal-level families practised too (envs/goal_tasks.py)
     temperature: float = 0.7  # planner sampling (among valid intents only)
     epsilon: float = 0.1  # probability of a random valid alternative intent per planning call
+    # runs of each practice seed (episodes // repeats seeds): two runs of one scene that end apart are preference
+    # pairs for update.method=dpo (agents/reflection.py preference_pairs)
+    repeats: int = 1
     serve_planner: bool = True  # the planner as one Ray Serve deployment (experiments/serve.py) shared by collectors
     planner_replicas: int = 2  # its replicas (bench/bench_serve.py: 2 beat the old batching actor at 2-8 collectors)
     max_retries: int = 1  # re-runs of an episode whose collector died
@@ -59,6 +62,11 @@ class SkillPracticeConfig:
 class UpdateConfig:
     """Fine-tuning of the promoted planner on this round's examples plus replay of earlier data."""
 
+    # sft: supervised fine-tuning on reflection's examples; dpo: the same plus DPO on preference pairs of the
+    # round's own decisions (agents/vlm/dpo.py); rl: not built yet (issue 20)
+    method: str = "sft"
+    dpo_beta: float = 0.1
+    dpo_sft_weight: float = 1.0  # the supervised term's weight in a DPO update
     steps: int = 400
     batch_size: int = 32
     lr: float = 3.0e-4

@@ -55,7 +55,7 @@ import ray
 import torch
 from hydra.core.hydra_config import HydraConfig
 from intentloop.agents.episode_store import read_store
-from intentloop.agents.reflection import build_dataset, judge, summarize_judgements
+from intentloop.agents.reflection import build_dataset, judge, preference_pairs, summarize_judgements
 from intentloop.agents.vlm.configuration import TrainSettings
 from intentloop.agents.vlm.data import (
     check_examples_file,
@@ -64,6 +64,7 @@ from intentloop.agents.vlm.data import (
     save_examples,
     split_examples,
 )
+from intentloop.agents.vlm.dpo import train_dpo
 from intentloop.agents.vlm.modeling import THINKS, build_default_model, checkpoint_folder, load_model
 from intentloop.agents.vlm.training import train_planner
 from intentloop.configs.self_train_schema import SelfTrainConfig
@@ -93,6 +94,8 @@ from intentloop.policies import pretrained_skills
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
+METHODS = ("sft", "dpo")  # update.method; "rl" is refused until it is built
+
 
 def _check_numbers(c: SelfTrainConfig) -> None:
     """The update's, practice's and gate's numbers, range-checked now rather than after round 0."""
@@ -108,6 +111,16 @@ def _check_numbers(c: SelfTrainConfig) -> None:
     if c.collect.temperature < 0 or not 0 <= c.collect.epsilon < 1 or c.collect.max_retries < 0:
         raise ValueError(f"collect.temperature and collect.max_retries must be >= 0 and collect.epsilon in [0, 1), "
                          f"got {c.collect.temperature}, {c.collect.max_retries}, {c.collect.epsilon}")  # fmt: skip
+    if u.method == "rl":
+        raise ValueError("update.method=rl (RL from reflection) is not built yet (issue 20): use sft or dpo")
+    if u.method not in METHODS:
+        raise ValueError(f"update.method must be one of {', '.join(METHODS)}, got {u.method!r}")
+    if u.dpo_beta <= 0 or u.dpo_sft_weight < 0:
+        raise ValueError(f"update.dpo_beta must be > 0 and update.dpo_sft_weight >= 0, got {u.dpo_beta}, "
+                         f"{u.dpo_sft_weight}")  # fmt: skip
+    if not 1 <= c.collect.repeats <= c.collect.episodes:
+        raise ValueError(f"collect.repeats must be in [1, collect.episodes={c.collect.episodes}], got "
+                         f"{c.collect.repeats}")  # fmt: skip
     if c.promote.max_drop < 0 or not 0 <= c.promote.max_detector_false_positive_rate <= 1:
         raise ValueError(f"promote.max_drop must be >= 0 and promote.max_detector_false_positive_rate in [0, 1], "
                          f"got {c.promote.max_drop}, {c.promote.max_detector_false_positive_rate}")  # fmt: skip
@@ -274,8 +287,10 @@ class SelfTraining:
             self._train(previous["planner"], self.base_examples(), [], out, self._settings(r), f"control/r{r:03d}")
         return {"planner": str(out), "report": self.evaluate(str(out), skills, "report")}
 
-    def _train(self, init: str | None, train: list, val: list, out: Path, settings: TrainSettings, tb: str) -> dict:
-        """Train (from ``init``, or a fresh default model) and save to ``out`` atomically."""
+    def _train(self, init: str | None, train: list, val: list, out: Path, settings: TrainSettings, tb: str,
+               pairs: list | None = None) -> dict:  # fmt: skip
+        """Train (from ``init``, or a fresh default model) and save to ``out`` atomically; with preference
+        ``pairs``, by DPO on them plus the supervised loss on ``train`` (`train_dpo`)."""
         model, processor = load_model(init) if init else build_default_model(self.c.planner.model)
         if getattr(model.config, THINKS, False) and not settings.think:
             raise NotImplementedError(
@@ -285,8 +300,13 @@ class SelfTraining:
         torch.set_num_threads(settings.threads)
         tmp = out.with_name(f".{out.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        metrics = train_planner(model, processor, train, val, tmp, settings, logdir=self.dir / "tb" / tb,
-                                progress=self.c.progress)  # fmt: skip
+        logdir, u = self.dir / "tb" / tb, self.c.update
+        if pairs:
+            metrics = train_dpo(model, processor, pairs, train, tmp, settings, u.dpo_beta, u.dpo_sft_weight, logdir,
+                                self.c.progress)  # fmt: skip
+        else:
+            metrics = train_planner(model, processor, train, val, tmp, settings, logdir=logdir,
+                                    progress=self.c.progress)  # fmt: skip
         shutil.rmtree(out, ignore_errors=True)
         os.replace(tmp, out)
         return metrics
@@ -335,6 +355,18 @@ class SelfTraining:
         }
         return data.planner, reflect, data.skills
 
+    def _pairs(self, r: int, rows: list[dict], reflect: dict) -> list:
+        """The round's preference pairs (`preference_pairs`), kept beside its examples: the chosen intents as
+        planner examples (``pairs.npz``) and what each was preferred to (``pairs.json``)."""
+        pairs, kinds = preference_pairs(rows)
+        reflect["pairs"] = dict(kinds)
+        if pairs:
+            rdir = self.rounds_dir / f"r{r:03d}"
+            save_examples(rdir / ".pairs.npz", [p.chosen for p in pairs])
+            os.replace(rdir / ".pairs.npz", rdir / "pairs.npz")
+            write_json(rdir / "pairs.json", {"rejected": [p.rejected for p in pairs], "kind": [p.kind for p in pairs]})
+        return pairs
+
     def _practise_skills(self, r: int, rows: list[dict], failures: list[dict], skills: str | None) -> tuple:
         """(the skills the candidate uses, figures): RL practice of the skills that failed often, if enabled."""
         p = self.c.update.skill_practice
@@ -376,7 +408,7 @@ class SelfTraining:
         rdir.mkdir(parents=True, exist_ok=True)
         store = str(rdir / "episodes")
         k = c.collect
-        jobs = practice_jobs(r, k.episodes, k.splits, k.chain_lengths, k.families, c.seed)
+        jobs = practice_jobs(r, k.episodes, k.splits, k.chain_lengths, k.families, c.seed, k.repeats)
         clock = [time.monotonic()]  # the end of every phase, for the share of time each took
 
         def lap() -> float:
@@ -387,6 +419,7 @@ class SelfTraining:
         rows = [row for row in read_store(store).to_pylist() if row["episode_id"].startswith(f"r{r:03d}-")]
         phases = {"collect": lap()}
         new, reflect, skill_failures = self._examples(r, rows)
+        pairs = self._pairs(r, rows, reflect) if c.update.method == "dpo" else []
         phases["reflect"] = lap()
         candidate_skills, practice = self._practise_skills(r, rows, skill_failures, skills)
         phases["skill_practice"] = lap()
@@ -395,14 +428,16 @@ class SelfTraining:
         rng = np.random.default_rng([c.seed, r, 1])
         replay = self._replay_mix(r, new, rng)
         candidate, update = promoted, {"skipped": "no new examples"}
-        if new:
+        if new or pairs:
             candidate = str(rdir / "planner")
-            update = self._train(promoted, new + replay, [], Path(candidate), self._settings(r), f"update/r{r:03d}")
+            update = self._train(promoted, new + replay, [], Path(candidate), self._settings(r), f"update/r{r:03d}",
+                                 pairs)  # fmt: skip
+            update["method"] = "dpo" if pairs else "sft"  # a DPO round without pairs is a supervised one
         phases["update"] = lap()
         candidate_scores = self.evaluate(candidate, candidate_skills)
         reference = best_families([h["promoted_eval"] for h in history])  # the best of every train family so far
         promote, why = promotion(candidate_scores, promoted_scores, c.promote.max_drop, c.promote.min_gain, reference)
-        promote = promote and (bool(new) or candidate_skills != skills)
+        promote = promote and (bool(new or pairs) or candidate_skills != skills)
         judged = reflect["detector"]
         detector_fp = max(judged["intent_false_positive_rate"], judged["task_false_positive_rate"])
         if detector_fp > c.promote.max_detector_false_positive_rate:  # its examples rest on false verdicts

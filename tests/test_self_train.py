@@ -3,6 +3,7 @@ TensorBoard, promotion bookkeeping, and a run killed mid-round that resumes with
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -247,6 +248,40 @@ def test_promotion_allows_exactly_one_point_and_compares_with_the_best_promoted_
 def self_train_config(*overrides):
     with initialize_config_module("intentloop.configs", version_base="1.3"):
         return OmegaConf.to_object(compose("self_train", overrides=list(overrides)))
+
+
+@pytest.mark.slow
+def test_a_dpo_round_learns_from_pairs_of_its_own_decisions(tmp_path):
+    """update.method=dpo with each seed practised twice: the round finds preference pairs in its own episodes,
+    keeps them beside its examples, and updates the planner by DPO on them."""
+    run_dir = tmp_path / "run"
+    dpo = ["init.planner=shipped", "env.image_size=96", "rounds=1", "collect.episodes=8", "collect.repeats=2",
+           "collect.epsilon=0.5", "update.method=dpo", "update.steps=6"]  # fmt: skip
+    proc = self_train(run_dir, *dpo)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    r1 = json.loads((run_dir / "rounds" / "r001" / "metrics.json").read_text())
+    pairs = sum(r1["reflect"]["pairs"].values())
+    assert pairs > 0 and r1["update"]["method"] == "dpo" and r1["update"]["pairs"] == pairs
+    assert 0 <= r1["update"]["train/reward_accuracy"] <= 1 and r1["update"]["train/dpo_loss"] > 0
+    saved = json.loads((run_dir / "rounds" / "r001" / "pairs.json").read_text())
+    assert len(saved["rejected"]) == len(load_examples(run_dir / "rounds" / "r001" / "pairs.npz")) == pairs
+    ids = read_store(str(run_dir / "rounds" / "r001" / "episodes"), columns=["episode_id"])["episode_id"].to_pylist()
+    assert sorted(ids) == [f"r001-e{i:05d}-d{d}" for i in range(4) for d in range(2)]  # 4 seeds, twice each
+    scalars = EventAccumulator(str(run_dir / "tb" / "update" / "r001")).Reload().Tags()["scalars"]
+    assert "train/dpo_loss" in scalars and "train/reward_accuracy" in scalars
+
+
+def test_update_methods_and_repeats_are_checked_before_any_work():
+    check(self_train_config("update.method=dpo", "collect.repeats=2"))  # accepted
+    for overrides, message in [
+        (["update.method=rl"], "update.method=rl (RL from reflection) is not built yet"),
+        (["update.method=ppo"], "update.method must be one of sft, dpo, got 'ppo'"),
+        (["update.dpo_beta=0"], "update.dpo_beta must be > 0"),
+        (["collect.repeats=0"], "collect.repeats must be in [1, collect.episodes=200], got 0"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            check(self_train_config(*overrides))
 
 
 def test_a_run_resumed_with_other_settings_is_refused_unless_forced(tmp_path, capsys):
