@@ -37,6 +37,7 @@ def test_the_verdict_of_a_run(returncode, stderr, written, expected):
     assert verdict("evaluate", returncode, stderr, written) == expected
 
 
+@pytest.mark.slow
 def test_a_sample_of_bad_inputs_is_refused_in_one_sentence_before_any_work(tmp_path):
     artefacts = build_artefacts(tmp_path / "artefacts")
     env = {**os.environ, "MUJOCO_GL": "egl", "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1"}

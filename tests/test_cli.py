@@ -71,6 +71,7 @@ def test_evaluate_writes_metrics_json(tmp_path):
     assert len((tmp_path / "episodes.jsonl").read_text().splitlines()) == 3
 
 
+@pytest.mark.slow
 def test_train_detector_then_evaluate_with_it(tmp_path):
     tiny = ["data.episodes=[3,2,0,0,0]", "data.families=[clear]", "data.family_episodes=2", "data.val_fraction=0.4",
             "data.image_size=32", "model.channels=[8,8,8,8]", "model.text_dim=8", "train.steps=3", "train.eval_every=3",
@@ -188,6 +189,7 @@ def test_demo_runs_the_whole_loop_and_prints_a_summary_table(tmp_path):
     assert parse_intent(text, BLOCKS, ZONES)  # the demo's planner loads and plans
 
 
+@pytest.mark.slow
 def test_recorded_episode_replays_to_tensorboard(tmp_path):
     proc = run(
         "evaluate",
@@ -222,6 +224,7 @@ def test_recorded_episode_replays_to_tensorboard(tmp_path):
     assert episode["outcomes"] and all(f"`{o['intent']}`" in said["outcomes"] for o in episode["outcomes"])
 
 
+@pytest.mark.slow
 def test_replay_of_a_missing_store_is_one_sentence(tmp_path):
     proc = run("replay", f"episode={tmp_path / 'nothing'}", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
     assert proc.returncode == 2 and "no episode store or shard" in proc.stderr and "Traceback" not in proc.stderr
@@ -237,6 +240,7 @@ def test_wilson_interval_stays_in_zero_one_and_covers_the_rate():
     assert lo < 0.5 < hi and abs((0.5 - lo) - (hi - 0.5)) < 1e-3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "override, message",
     [

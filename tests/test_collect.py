@@ -37,6 +37,7 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_collectors_on_two_nodes_store_every_episode_exactly_once(tmp_path):
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     try:
@@ -54,6 +55,7 @@ def test_collectors_on_two_nodes_store_every_episode_exactly_once(tmp_path):
     assert len(pd.read_parquet(store, columns=["episode_id"])) == 8 and pq.ParquetDataset(store).read().num_rows == 8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("for_good", [False, True])
 def test_a_collector_killed_mid_round_loses_nothing_and_the_round_completes(tmp_path, local_ray, for_good):
     """Killed as a crash would (Ray restarts the actor and re-runs its episode) or for good (no_restart: the
@@ -74,6 +76,7 @@ def test_a_collector_killed_mid_round_loses_nothing_and_the_round_completes(tmp_
     assert (killed[0] in pool[0]) is not for_good  # restarted by Ray in place, or replaced by the driver
 
 
+@pytest.mark.slow
 def test_a_collector_that_cannot_start_stops_the_run_with_its_cause(tmp_path, local_ray):
     """The skills folder vanishes after the driver's check; the killed collector's restart then fails in its
     constructor: collect raises that cause in one sentence instead of reporting lost episodes."""
@@ -92,6 +95,7 @@ def test_a_collector_that_cannot_start_stops_the_run_with_its_cause(tmp_path, lo
                 progress=False, on_result=break_and_kill)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_serve_replica_killed_mid_round_loses_nothing(tmp_path, local_ray):
     """The planner's only replica dies between two intents: Serve starts another and the collectors' requests
     wait for it; every episode is stored once, none is lost or re-run."""
@@ -112,6 +116,7 @@ def test_a_serve_replica_killed_mid_round_loses_nothing(tmp_path, local_ray):
     assert sorted(stored(store)) == [j.episode_id for j in jobs(6)]
 
 
+@pytest.mark.slow
 def test_resume_skips_stored_episodes_and_a_corrupt_shard_is_reported_and_collected_again(tmp_path, local_ray, capsys):
     store = str(tmp_path / "episodes")
     first = collect(jobs(3), store, workers=2, planner=ORACLE, skills=SCRIPTED, env=SMALL, progress=False)
@@ -125,6 +130,7 @@ def test_resume_skips_stored_episodes_and_a_corrupt_shard_is_reported_and_collec
     assert sorted(stored(store)) == [j.episode_id for j in jobs(5)]
 
 
+@pytest.mark.slow
 def test_the_vlm_planner_is_served_by_one_batching_deployment(tmp_path, local_ray):
     planner = {"name": "vlm", "model": {"image_size": 32, "patch_size": 8}}
     report = collect(jobs(4), None, workers=2, planner=planner, skills=SCRIPTED, env=SMALL, epsilon=0.0,
@@ -147,6 +153,7 @@ def test_the_vlm_planner_is_served_by_one_batching_deployment(tmp_path, local_ra
     assert {a["verdict"] for a in answers} == {"valid"} and not handle.thinks.remote().result()
 
 
+@pytest.mark.slow
 def test_the_served_planner_hears_what_the_user_said(local_ray):
     """A correction reaches a served planner as it reaches a local one (the blind baseline acts on it)."""
     from intentloop.agents import IntentOutcome, PlannerInput, make_planner
@@ -171,6 +178,7 @@ def test_bad_input_fails_with_one_sentence():
         collect(jobs(2) + jobs(1), None, planner=ORACLE, skills=SCRIPTED)
 
 
+@pytest.mark.slow
 def test_the_collect_app_writes_a_store_and_a_summary(tmp_path):
     cli = str(Path(sys.executable).parent / "intentloop")
     args = ["collect", "episodes=3", "skills=scripted", "env.image_size=32", "progress=false", "ray.num_cpus=2"]

@@ -70,6 +70,7 @@ EDGE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_robot_in_another_process_runs_an_episode_on_the_served_planner(served, tmp_path):
     script = tmp_path / "edge.py"
     script.write_text(EDGE)
@@ -83,6 +84,7 @@ def test_a_robot_in_another_process_runs_an_episode_on_the_served_planner(served
     assert out["success"]  # the shipped planner solves a put task from the image and the words alone
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("change", "status", "message"),
     [
@@ -107,12 +109,14 @@ def test_a_malformed_request_gets_a_4xx_with_one_sentence_and_the_deployment_kee
     parse_intent(answer["intent"])
 
 
+@pytest.mark.slow
 def test_a_wrong_image_shape_names_the_shape_the_deployment_takes(served):
     small = encode_request(PlannerInput("Pick up the red block.", np.zeros((32, 32, 3), np.uint8), []))
     code, answer = post(small)
     assert code == 400 and answer["error"] == "image must be 96x96 RGB with 8 bits per channel, got shape (32, 32, 3)"
 
 
+@pytest.mark.slow
 def test_collectors_ask_the_same_deployment_through_its_handle(served, request_body):
     env = gym.make("intentloop/Tabletop-v0", task="clear")
     obs, _ = env.reset(seed=3)
@@ -121,6 +125,7 @@ def test_collectors_ask_the_same_deployment_through_its_handle(served, request_b
     assert by_handle == post(request_body)[1]  # one planner, two routes, the same answer
 
 
+@pytest.mark.slow
 def test_serve_refuses_the_oracle_and_bad_settings_in_one_sentence_before_ray_starts(tmp_path):
     cli = str(Path(sys.executable).parent / "intentloop")
     for override, message in (("planner=oracle", "the oracle reads privileged state"),

@@ -54,6 +54,7 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_practice_continues_ppo_from_the_shipped_weights_and_keeps_only_a_better_skill(local_ray, tmp_path):
     shipped = pretrained_skills("mujoco")
     env = {"backend": "mujoco", "reward_type": "dense"}

@@ -186,6 +186,7 @@ def test_shipped_skills_load_and_solve_a_put_task(backend, test_seed):
         pretrained_skills("isaac")
 
 
+@pytest.mark.slow
 def test_ppo_samples_with_env_runners_on_both_nodes_of_a_two_node_cluster(test_seed):
     """rllib.num_env_runners=2 on a 2-node Ray: one EnvRunner per node, and a real PPO iteration learns from both."""
     import ray
@@ -216,6 +217,7 @@ def test_ppo_samples_with_env_runners_on_both_nodes_of_a_two_node_cluster(test_s
     assert any(not torch.equal(before[k], after[k]) for k in before)  # the update used what they sampled
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override", ["rllib.num_env_runners=-1", "rllib.num_learners=-2",
                                       "rllib.num_envs_per_env_runner=0"])  # fmt: skip
 def test_train_skills_refuses_bad_scale_out_settings_with_one_sentence(tmp_path, override):

@@ -668,6 +668,7 @@ def test_hydra_configs_compose_and_build_the_planner():
     assert_all_parse(planner.plan_batch(planner_inputs(4)))
 
 
+@pytest.mark.slow
 def test_train_planner_app_runs_and_rejects_bad_values(tmp_path):
     env = {**os.environ, "MUJOCO_GL": "egl", "HYDRA_FULL_ERROR": "0"}
     tiny = [f"planner.model.{k}={v}" for k, v in TINY.__dict__.items()]
