@@ -54,6 +54,24 @@ def dpo_loss(chosen, rejected, ref_chosen, ref_rejected, beta: float) -> tuple[t
     return -F.logsigmoid(margin).mean(), margin.detach()
 
 
+def _losses(model, reference, processor, pairs: list, rows: list, s: TrainSettings, beta: float, noise: dict):
+    """(DPO loss, per-pair margin, supervised loss) of one batch of ``pairs`` and supervised ``rows``."""
+    both = [p.chosen for p in pairs] + [replace(p.chosen, target=p.rejected) for p in pairs]
+    batch = make_batch(processor, both, s.max_history)
+    logps = intent_logps(model, batch)
+    with torch.no_grad():
+        ref = intent_logps(reference, batch)
+    n = len(pairs)
+    loss, margin = dpo_loss(logps[:n], logps[n:], ref[:n], ref[n:], beta)
+    if not rows:
+        return loss, margin, torch.zeros(())
+    sb = make_batch(processor, rows, s.max_history, s.arg_noise, word_noise=s.word_noise, **noise)
+    choices = sb.pop("choices", None)
+    out = model(**sb)
+    sft = out.loss if choices is None else smoothed_loss(out.logits, sb["labels"], choices, s.arg_smoothing)
+    return loss, margin, sft
+
+
 def train_dpo(
     model,
     processor,
@@ -83,34 +101,23 @@ def train_dpo(
     pair_batches = index_batches(len(pairs), s.batch_size, rng)
     supervised = bool(examples) and sft_weight > 0
     sft_batches = index_batches(len(examples), s.batch_size, rng) if supervised else None
-    seen = {composition(parse_intent(e.target)) for e in examples if e.task == "plan"}
-    trie = intent_trie(processor) if s.arg_smoothing > 0 else None
+    noise = {"rng": rng, "seen": {composition(parse_intent(e.target)) for e in examples if e.task == "plan"},
+             "trie": intent_trie(processor) if s.arg_smoothing > 0 else None}  # fmt: skip
+    names = ("dpo_loss", "reward_accuracy", "reward_margin", "loss")
     running, metrics, start = [], {}, time.monotonic()
     bar = tqdm(range(s.steps), desc="train planner (DPO)", unit="step", disable=not progress)
     for step in bar:
-        chosen = [pairs[i] for i in next(pair_batches)]
-        both = [p.chosen for p in chosen] + [replace(p.chosen, target=p.rejected) for p in chosen]
-        batch = make_batch(processor, both, s.max_history)
-        logps = intent_logps(model, batch)
-        with torch.no_grad():
-            ref = intent_logps(reference, batch)
-        n = len(chosen)
-        loss, margin = dpo_loss(logps[:n], logps[n:], ref[:n], ref[n:], beta)
-        sft = torch.zeros(())
-        if supervised:
-            rows = [examples[i] for i in next(sft_batches)]
-            sb = make_batch(processor, rows, s.max_history, s.arg_noise, rng, seen, s.word_noise, trie)
-            choices = sb.pop("choices", None)
-            out = model(**sb)
-            sft = out.loss if choices is None else smoothed_loss(out.logits, sb["labels"], choices, s.arg_smoothing)
+        chosen = [pairs[i] for i in next(pair_batches)]  # (drawn before the supervised batch, as measured)
+        rows = [examples[i] for i in next(sft_batches)] if supervised else []
+        loss, margin, sft = _losses(model, reference, processor, chosen, rows, s, beta, noise)
         (loss + sft_weight * sft).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         schedule.step()
-        running.append([float(loss), float((margin > 0).float().mean()), float(margin.mean()), float(sft)])
+        running.append([float(loss.detach()), float((margin > 0).float().mean()), float(margin.mean()),
+                        float(sft.detach())])  # fmt: skip
         if (step + 1) % s.log_every == 0 or step == s.steps - 1:
-            names = ("dpo_loss", "reward_accuracy", "reward_margin", "loss")
             last = dict(zip(names, np.mean(running, 0).tolist(), strict=True))
             last["lr"], running = schedule.get_last_lr()[0], []
             for k, v in last.items():
