@@ -177,6 +177,18 @@ class Dataset:
     dropped: Counter  # episodes or examples left out, by reason
 
 
+def _record(row: dict) -> tuple[list[IntentOutcome], np.ndarray, list[tuple[int, str]]]:
+    """(its outcomes, the frame at which each call was made and one past the last, the user's words)."""
+    outcomes = [IntentOutcome(o["intent"], o["success"], o["steps"], o["reason"]) for o in row["outcomes"]]
+    start = np.concatenate([[0], np.cumsum([o.steps for o in outcomes])]).astype(int)  # frame of each call
+    return outcomes, start, [(int(f["at"]), f["text"]) for f in row.get("feedback") or []]
+
+
+def _framed(row: dict) -> bool:
+    """The episode has a camera frame per observation (reflection reads the image of every call)."""
+    return bool(row["frames"]) and len(row["frames"]) == row["steps"] + 1
+
+
 def _frame_at(row: dict, frames: dict, k: int) -> np.ndarray:
     if k not in frames:
         frames[k] = decode_png(row["frames"][min(k, len(row["frames"]) - 1)])
@@ -191,10 +203,8 @@ def _executed(reason: str) -> bool:
 def _episode_examples(row, suite: TaskSuite, rng, labelled: Judgement | None, episode: int) -> list[tuple]:
     """(kind, Example) pairs of one episode; ``labelled``: its judgement when its split is labelled, else None
     (and then nothing but the robot's own record is read)."""
-    outcomes = [IntentOutcome(o["intent"], o["success"], o["steps"], o["reason"]) for o in row["outcomes"]]
-    start = np.concatenate([[0], np.cumsum([o.steps for o in outcomes])]).astype(int)  # frame of each call
+    outcomes, start, said = _record(row)
     frames, out = {}, []
-    said = [(int(f["at"]), f["text"]) for f in row.get("feedback") or []]
 
     def example(kind, k, instruction, history, target):
         heard = tuple(f for f in said if f[0] <= len(history)) if instruction == row["instruction"] else ()
@@ -233,7 +243,7 @@ def build_dataset(
     composition keeps more than ``max_per_composition`` examples (balance)."""
     pairs, skills, dropped, seen = [], [], Counter(), set()
     for episode, row in enumerate(rows):
-        if not row["frames"] or len(row["frames"]) != row["steps"] + 1:
+        if not _framed(row):
             dropped["episode without a frame per observation"] += 1
             continue
         try:
@@ -306,12 +316,6 @@ class PreferencePair:
     kind: str  # refused | sibling
 
 
-def _record(row: dict) -> tuple[list[IntentOutcome], np.ndarray, list[tuple[int, str]]]:
-    outcomes = [IntentOutcome(o["intent"], o["success"], o["steps"], o["reason"]) for o in row["outcomes"]]
-    start = np.concatenate([[0], np.cumsum([o.steps for o in outcomes])]).astype(int)  # frame of each call
-    return outcomes, start, [(int(f["at"]), f["text"]) for f in row.get("feedback") or []]
-
-
 def _refused_pairs(row: dict, episode: int) -> list[PreferencePair]:
     """In an episode the detector judged successful: each intent refused before it ran (nothing moved) against
     the intent the robot then ran in that same scene and the detector judged achieved (``done()`` if the episode
@@ -345,13 +349,12 @@ def _sibling_pair(rows: list[dict], better: int, worse: int) -> PreferencePair |
     chosen, rejected = (seq[i].intent if i < len(seq) else str(DONE) for seq in (a, b))
     if chosen == rejected:
         return None
-    if [f for f in said_a if f[0] <= i] != [f for f in said_b if f[0] <= i]:
-        return None
-    frames_a, frames_b = {}, {}
-    image = _frame_at(rows[better], frames_a, start[i])
-    if not np.array_equal(image, _frame_at(rows[worse], frames_b, start[i])):
-        return None  # not the same scene after all
     heard = tuple(f for f in said_a if f[0] <= i)
+    if heard != tuple(f for f in said_b if f[0] <= i):
+        return None
+    image = _frame_at(rows[better], {}, start[i])
+    if not np.array_equal(image, _frame_at(rows[worse], {}, start[i])):
+        return None  # not the same scene after all
     e = Example(image, rows[better]["instruction"], tuple(a[:i]), chosen, better, heard)
     return PreferencePair(e, rejected, SIBLING_PAIR)
 
@@ -366,7 +369,7 @@ def preference_pairs(rows: list[dict]) -> tuple[list[PreferencePair], Counter]:
 
     Returns the pairs (no duplicates) and their count per kind."""
     pairs: list[PreferencePair] = []
-    usable = [i for i, r in enumerate(rows) if r["frames"] and len(r["frames"]) == r["steps"] + 1]
+    usable = [i for i, r in enumerate(rows) if _framed(r)]
     for i in usable:
         if rows[i]["judged_success"]:
             pairs += _refused_pairs(rows[i], i)
